@@ -1,0 +1,51 @@
+"""The wire contract between the vendor service and its clients.
+
+Pydantic v2 models only, grouped by direction of traffic: ``...Request`` is what a client sends,
+``...Response`` what the vendor answers, ``...Public`` a resource as the outside world sees it.
+Nothing from storage lives here.
+"""
+
+from shared_schemas.embeddings import (
+    EMBEDDING_ENDPOINTS,
+    EmbeddingItem,
+    EmbeddingResponse,
+    EncodingFormat,
+    ImageEmbeddingRequest,
+    TextEmbeddingRequest,
+    decode_embedding,
+    encode_embedding,
+)
+from shared_schemas.errors import ErrorBody, ErrorResponse
+from shared_schemas.keys import (
+    KeyCreateRequest,
+    KeyCreateResponse,
+    KeyListResponse,
+    KeyPublic,
+    KeyTopUpRequest,
+)
+from shared_schemas.models import ModelCard, ModelListResponse
+from shared_schemas.usage import BudgetPublic, LedgerEntryPublic, QueryUsage, UsageResponse
+
+__all__ = [
+    "EMBEDDING_ENDPOINTS",
+    "BudgetPublic",
+    "EmbeddingItem",
+    "EmbeddingResponse",
+    "EncodingFormat",
+    "ErrorBody",
+    "ErrorResponse",
+    "ImageEmbeddingRequest",
+    "KeyCreateRequest",
+    "KeyCreateResponse",
+    "KeyListResponse",
+    "KeyPublic",
+    "KeyTopUpRequest",
+    "LedgerEntryPublic",
+    "ModelCard",
+    "ModelListResponse",
+    "QueryUsage",
+    "TextEmbeddingRequest",
+    "UsageResponse",
+    "decode_embedding",
+    "encode_embedding",
+]
