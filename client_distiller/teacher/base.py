@@ -1,0 +1,136 @@
+"""The teacher protocol and the chunk runner both teacher implementations use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+from shared_schemas import ModelCard
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    """Anything that embeds images and texts into the teacher's joint space."""
+
+    card: ModelCard
+
+    def embed_images(
+        self, images: Sequence[Image.Image], *, purpose: str = "images"
+    ) -> np.ndarray:
+        """Embed images; returns an (n, embed_dim) float32 array of L2-normalized rows."""
+        ...
+
+    def embed_texts(self, texts: Sequence[str], *, purpose: str = "texts") -> np.ndarray:
+        """Embed texts; returns an (n, embed_dim) float32 array of L2-normalized rows."""
+        ...
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What one request (one chunk of items) returned.
+
+    Attributes:
+        start: index of the chunk's first item in the caller's payload list.
+        embeddings: (n, embed_dim) float32.
+        charged: queries the vendor charged for it (0 on an idempotent replay).
+        budget_remaining: the vendor's remaining budget after it, if reported.
+        request_id: the vendor's request id, if any.
+    """
+
+    start: int
+    embeddings: np.ndarray
+    charged: int
+    budget_remaining: int | None = None
+    request_id: str | None = None
+
+
+#: ``before_chunk(n)`` is called before a chunk of n items is sent; it may raise to stop.
+BeforeChunk = Callable[[int], None]
+#: ``on_chunk(result)`` is called (in the caller's thread) as each chunk arrives.
+OnChunk = Callable[[ChunkResult], None]
+
+
+def run_chunks(
+    payloads: Sequence,
+    chunk_size: int,
+    send: Callable[[int, Sequence], ChunkResult],
+    *,
+    concurrency: int = 1,
+    before_chunk: BeforeChunk | None = None,
+    on_chunk: OnChunk | None = None,
+) -> np.ndarray | None:
+    """Send ``payloads`` in chunks, several in flight, and gather the embeddings in order.
+
+    On the first failure no new chunk is started; chunks already in flight are still awaited
+    and handed to ``on_chunk`` (they are paid for), then the first error is raised.
+
+    Args:
+        payloads: items to send (bytes or str).
+        chunk_size: most items per request.
+        send: ``send(start, items) -> ChunkResult``; runs in worker threads.
+        concurrency: chunks in flight at once.
+        before_chunk: called before each chunk is submitted (e.g. the query cap check).
+        on_chunk: called with each result as it arrives.
+
+    Returns:
+        (n, embed_dim) float32 array in payload order, or None when ``payloads`` is empty.
+    """
+    n = len(payloads)
+    if n == 0:
+        return None
+    starts = list(range(0, n, chunk_size))
+    out: np.ndarray | None = None
+    error: BaseException | None = None
+    pending: set[Future] = set()
+    next_i = 0
+
+    def _take(fut: Future) -> None:
+        nonlocal out, error
+        try:
+            res: ChunkResult = fut.result()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after draining
+            error = error or exc
+            return
+        if out is None:
+            out = np.empty((n, res.embeddings.shape[1]), dtype=np.float32)
+        out[res.start:res.start + len(res.embeddings)] = res.embeddings
+        if on_chunk is not None:
+            try:
+                on_chunk(res)
+            except BaseException as exc:  # noqa: BLE001
+                error = error or exc
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        try:
+            while next_i < len(starts) or pending:
+                while error is None and next_i < len(starts) and len(pending) < concurrency:
+                    s = starts[next_i]
+                    items = payloads[s:s + chunk_size]
+                    if before_chunk is not None:
+                        try:
+                            before_chunk(len(items))
+                        except BaseException as exc:  # noqa: BLE001
+                            error = exc
+                            break
+                    pending.add(pool.submit(send, s, items))
+                    next_i += 1
+                if error is not None and not pending:
+                    break
+                if not pending:
+                    continue
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=id):
+                    _take(fut)
+        except BaseException:
+            # KeyboardInterrupt etc.: do not start anything new, let in-flight chunks finish.
+            for fut in pending:
+                fut.cancel()
+            raise
+    if error is not None:
+        raise error
+    return out

@@ -1,0 +1,149 @@
+"""The white-box teacher: an open_clip model in this process (VL2V-SD, tests, offline use)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from client_distiller.teacher.base import BeforeChunk, ChunkResult, OnChunk, run_chunks
+from client_distiller.teacher.wire import IMAGES, TEXTS, encode_image
+from shared_schemas import ModelCard
+
+#: Items per forward pass; also what the card advertises as the request size.
+LOCAL_BATCH = 64
+
+
+def state_dict_fingerprint(model) -> str:
+    """sha256 over the model's state_dict in sorted key order: name, dtype, shape, raw bytes.
+
+    The same rule as the vendor's card, so a local copy of the vendor's weights has the vendor's
+    fingerprint and shares its cache entries.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    state = model.state_dict()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(name.encode("utf-8"))
+        h.update(str(t.dtype).replace("torch.", "").encode())
+        h.update(str(tuple(t.shape)).encode())
+        # Reinterpreted as bytes so every dtype (bfloat16 included) hashes the same way.
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class LocalTeacher:
+    """open_clip in process, with the same interface (and the same wire bytes) as the vendor.
+
+    Images go through exactly the bytes the remote teacher would send (resize + PNG), so a cache
+    filled by one serves the other when the weights match. ``queries_counted`` counts what the
+    calls would have cost at the vendor.
+
+    Args:
+        model: open_clip architecture (project configs are registered first).
+        pretrained: open_clip pretrained tag or checkpoint path; None = random weights, seeded
+            with 0 so the fingerprint (and thus the cache) is stable across runs.
+        device: torch device.
+    """
+
+    def __init__(self, *, model: str = "vl2v-tiny", pretrained: str | None = None,
+                 device: str = "cpu") -> None:
+        import open_clip
+        import torch
+
+        from demo_world.models import register_open_clip_configs
+
+        register_open_clip_configs()
+        torch.set_flush_denormal(True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net, _, preprocess = open_clip.create_model_and_transforms(
+                model, pretrained=pretrained, device=device
+            )
+        net.eval().requires_grad_(False)
+        self.model = net
+        self.preprocess = preprocess
+        self.tokenizer = open_clip.get_tokenizer(model)
+        self.device = device
+        self.queries_counted = {IMAGES: 0, TEXTS: 0}
+        self._lock = threading.Lock()
+        cfg = getattr(net.visual, "preprocess_cfg", {}) or {}
+        size = net.visual.image_size
+        size = size[0] if isinstance(size, (tuple, list)) else int(size)
+        self.card = ModelCard(
+            id=model,
+            pretrained=None if pretrained is None else str(pretrained),
+            trained=pretrained is not None,
+            description="local open_clip teacher (white-box)",
+            fingerprint=state_dict_fingerprint(net),
+            embed_dim=self._probe_dim(),
+            image_size=int(size),
+            image_mean=[float(x) for x in cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))],
+            image_std=[float(x) for x in cfg.get("std", (0.26862954, 0.26130258, 0.27577711))],
+            context_length=int(getattr(net, "context_length", 77)),
+            logit_scale=float(net.logit_scale.exp().item()),
+            price_per_image_query=0.0,
+            price_per_text_query=0.0,
+            max_items_per_request=LOCAL_BATCH,
+            max_request_bytes=1 << 30,
+        )
+
+    def _probe_dim(self) -> int:
+        import torch
+
+        with torch.inference_mode():
+            return int(self.model.encode_text(self.tokenizer(["x"]).to(self.device)).shape[1])
+
+    def embed_images(
+        self, images: Sequence[Image.Image], *, purpose: str = "images"
+    ) -> np.ndarray:
+        """Embed images exactly as the vendor would receive them (resize + PNG round trip)."""
+        payloads = [encode_image(im, self.card.image_size) for im in images]
+        out = self.embed_payloads(IMAGES, payloads)
+        return out if out is not None else np.zeros((0, self.card.embed_dim), np.float32)
+
+    def embed_texts(self, texts: Sequence[str], *, purpose: str = "texts") -> np.ndarray:
+        """Embed texts."""
+        out = self.embed_payloads(TEXTS, list(texts))
+        return out if out is not None else np.zeros((0, self.card.embed_dim), np.float32)
+
+    def embed_payloads(
+        self,
+        endpoint: str,
+        payloads: Sequence[bytes] | Sequence[str],
+        *,
+        before_chunk: BeforeChunk | None = None,
+        on_chunk: OnChunk | None = None,
+    ) -> np.ndarray | None:
+        """Same contract as ``RemoteTeacher.embed_payloads``, computed in process."""
+        return run_chunks(
+            payloads,
+            LOCAL_BATCH,
+            lambda start, items: self._forward(endpoint, start, items),
+            concurrency=1,
+            before_chunk=before_chunk,
+            on_chunk=on_chunk,
+        )
+
+    def _forward(self, endpoint: str, start: int, items: Sequence) -> ChunkResult:
+        import torch
+
+        with self._lock, torch.inference_mode():
+            if endpoint == IMAGES:
+                imgs = [Image.open(io.BytesIO(b)).convert("RGB") for b in items]
+                x = torch.stack([self.preprocess(im) for im in imgs]).to(self.device)
+                z = self.model.encode_image(x)
+            elif endpoint == TEXTS:
+                z = self.model.encode_text(self.tokenizer(list(items)).to(self.device))
+            else:
+                raise ValueError(f"unknown endpoint {endpoint!r}")
+            z = torch.nn.functional.normalize(z.float(), dim=-1)
+            self.queries_counted[endpoint] += len(items)
+        return ChunkResult(start=start, embeddings=z.cpu().numpy().astype(np.float32),
+                           charged=len(items))

@@ -1,0 +1,241 @@
+"""The black-box teacher: the vendor's metered HTTP API."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from client_distiller.teacher.base import BeforeChunk, ChunkResult, OnChunk, run_chunks
+from client_distiller.teacher.errors import (
+    AuthenticationError,
+    BudgetExhausted,
+    RateLimited,
+    TeacherError,
+    VendorError,
+)
+from client_distiller.teacher.wire import IMAGES, TEXTS, chunk_idempotency_key, encode_image
+from shared_schemas import EmbeddingResponse, ModelCard, ModelListResponse, decode_embedding
+
+log = logging.getLogger(__name__)
+
+#: Statuses worth retrying: rate limits, a concurrent twin of the same idempotent request, and
+#: server-side failures that a later attempt may not hit.
+RETRY_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
+
+
+class RemoteTeacher:
+    """Teacher behind the vendor's API (``/v1/models``, ``/v1/embeddings/{images,texts}``).
+
+    The injected client carries the base URL and the ``Authorization`` header, so tests can pass
+    a client on an ``httpx.MockTransport`` or on a real server.
+
+    Args:
+        client: configured ``httpx.Client``.
+        model: id of the model to use; the first one the vendor lists when None.
+        concurrency: chunks in flight at once.
+        max_retries: retries per chunk for 429 / 5xx / timeouts / connection errors.
+        backoff_s: first backoff; doubles each retry (with jitter), capped by ``max_backoff_s``.
+        max_backoff_s: longest wait between two attempts (a longer Retry-After is still honoured).
+        sleep: how to wait (injected so tests do not really sleep).
+    """
+
+    def __init__(
+        self,
+        *,
+        client: httpx.Client,
+        model: str | None = None,
+        concurrency: int = 4,
+        max_retries: int = 6,
+        backoff_s: float = 0.25,
+        max_backoff_s: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.model = model
+        self.concurrency = max(1, concurrency)
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.sleep = sleep
+        self._card: ModelCard | None = None
+        self._lock = threading.Lock()
+
+    # -- model card --------------------------------------------------------------------------
+
+    @property
+    def card(self) -> ModelCard:
+        """The vendor's model card (read once from ``GET /v1/models``)."""
+        if self._card is None:
+            resp = self._request("GET", "/v1/models", json=None, headers={})
+            cards = ModelListResponse.model_validate(resp.json()).data
+            if not cards:
+                raise VendorError("the vendor lists no model")
+            if self.model is None:
+                self._card = cards[0]
+            else:
+                match = [c for c in cards if c.id == self.model]
+                if not match:
+                    raise VendorError(
+                        f"model {self.model!r} not offered; the vendor has "
+                        f"{[c.id for c in cards]}"
+                    )
+                self._card = match[0]
+        return self._card
+
+    # -- protocol ----------------------------------------------------------------------------
+
+    def embed_images(
+        self, images: Sequence[Image.Image], *, purpose: str = "images"
+    ) -> np.ndarray:
+        """Resize, PNG-encode and embed images (uncached; see ``CachedTeacher``)."""
+        size = self.card.image_size
+        payloads = [encode_image(im, size) for im in images]
+        return self._or_empty(self.embed_payloads(IMAGES, payloads))
+
+    def embed_texts(self, texts: Sequence[str], *, purpose: str = "texts") -> np.ndarray:
+        """Embed texts (uncached; see ``CachedTeacher``)."""
+        return self._or_empty(self.embed_payloads(TEXTS, list(texts)))
+
+    def _or_empty(self, arr: np.ndarray | None) -> np.ndarray:
+        if arr is None:
+            return np.zeros((0, self.card.embed_dim), dtype=np.float32)
+        return arr
+
+    # -- chunks ------------------------------------------------------------------------------
+
+    def embed_payloads(
+        self,
+        endpoint: str,
+        payloads: Sequence[bytes] | Sequence[str],
+        *,
+        before_chunk: BeforeChunk | None = None,
+        on_chunk: OnChunk | None = None,
+    ) -> np.ndarray | None:
+        """Send already-encoded items (PNG bytes or texts) in chunks, several in flight.
+
+        Args:
+            endpoint: ``"images"`` or ``"texts"``.
+            payloads: PNG bytes (images) or strings (texts), exactly as they go on the wire.
+            before_chunk: called before each chunk is sent; may raise to stop.
+            on_chunk: called with each ``ChunkResult`` as it arrives.
+
+        Returns:
+            (n, embed_dim) float32 in payload order, None if there was nothing to send.
+        """
+        if endpoint not in (IMAGES, TEXTS):
+            raise ValueError(f"unknown endpoint {endpoint!r}")
+        card = self.card
+        return run_chunks(
+            payloads,
+            card.max_items_per_request,
+            lambda start, items: self._send_chunk(endpoint, start, items),
+            concurrency=self.concurrency,
+            before_chunk=before_chunk,
+            on_chunk=on_chunk,
+        )
+
+    def _send_chunk(self, endpoint: str, start: int, items: Sequence) -> ChunkResult:
+        card = self.card
+        if endpoint == IMAGES:
+            raw = [bytes(b) for b in items]
+            body = {
+                "images": [base64.b64encode(b).decode("ascii") for b in raw],
+                "normalize": True,
+                "encoding_format": "base64",
+            }
+        else:
+            raw = [t.encode("utf-8") for t in items]
+            body = {"texts": list(items), "normalize": True, "encoding_format": "base64"}
+        key = chunk_idempotency_key(card.fingerprint, endpoint, raw)
+        resp = self._request(
+            "POST", f"/v1/embeddings/{endpoint}", json=body, headers={"Idempotency-Key": key}
+        )
+        parsed = EmbeddingResponse.model_validate(resp.json())
+        if parsed.fingerprint != card.fingerprint:
+            # The vendor swapped weights under us: caching these under the old fingerprint
+            # would poison the cache.
+            raise VendorError(
+                f"vendor fingerprint changed ({card.fingerprint[:12]} -> "
+                f"{parsed.fingerprint[:12]}); restart the run",
+                request_id=parsed.request_id,
+            )
+        if len(parsed.data) != len(items):
+            raise VendorError(
+                f"asked for {len(items)} embeddings, got {len(parsed.data)}",
+                request_id=parsed.request_id,
+            )
+        emb = np.empty((len(items), card.embed_dim), dtype=np.float32)
+        for item in parsed.data:
+            emb[item.index] = decode_embedding(item.embedding)
+        return ChunkResult(
+            start=start,
+            embeddings=emb,
+            charged=parsed.usage.queries,
+            budget_remaining=parsed.budget.remaining,
+            request_id=parsed.request_id,
+        )
+
+    # -- HTTP with retries -------------------------------------------------------------------
+
+    def _request(self, method: str, url: str, *, json, headers: dict) -> httpx.Response:
+        """One call with the retry policy: 429/409/5xx/timeouts back off and retry."""
+        attempt = 0
+        while True:
+            try:
+                resp = self.client.request(method, url, json=json, headers=headers)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                if attempt >= self.max_retries:
+                    raise VendorError(
+                        f"{method} {url}: {type(exc).__name__} after {attempt + 1} attempts: "
+                        f"{exc}"
+                    ) from exc
+                self._wait(attempt, None, f"{type(exc).__name__}")
+                attempt += 1
+                continue
+            if resp.status_code < 400:
+                return resp
+            if resp.status_code in RETRY_STATUSES and attempt < self.max_retries:
+                self._wait(attempt, resp.headers.get("Retry-After"), f"HTTP {resp.status_code}")
+                attempt += 1
+                continue
+            raise _error_for(resp, attempts=attempt + 1)
+
+    def _wait(self, attempt: int, retry_after: str | None, why: str) -> None:
+        delay = min(self.max_backoff_s, self.backoff_s * (2**attempt))
+        delay *= 0.5 + random.random() / 2  # jitter, so parallel chunks do not retry in lockstep
+        if retry_after is not None:
+            try:
+                delay = max(delay, float(retry_after))
+            except ValueError:
+                pass  # an HTTP-date Retry-After: fall back to our own backoff
+        log.info("teacher: %s, retrying in %.2fs (attempt %d)", why, delay, attempt + 1)
+        self.sleep(delay)
+
+
+def _error_for(resp: httpx.Response, *, attempts: int) -> TeacherError:
+    """Map a final non-2xx answer to the exception hierarchy."""
+    code = resp.status_code
+    request_id = resp.headers.get("X-Request-Id")
+    try:
+        detail = resp.json()["error"]["message"]
+    except Exception:  # noqa: BLE001 - any body shape: fall back to raw text
+        detail = resp.text[:300]
+    msg = f"HTTP {code}: {detail}"
+    kw = {"status_code": code, "request_id": request_id}
+    if code in (401, 403):
+        return AuthenticationError(msg, **kw)
+    if code == 402:
+        return BudgetExhausted(msg, **kw)
+    if code == 429:
+        return RateLimited(f"{msg} (after {attempts} attempts)", **kw)
+    if code >= 500:
+        return VendorError(f"{msg} (after {attempts} attempts)", **kw)
+    return VendorError(msg, **kw)
