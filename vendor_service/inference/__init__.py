@@ -1,0 +1,1 @@
+"""Model loading, input preprocessing and the dynamic batcher."""

@@ -1,0 +1,145 @@
+"""Dynamic batching: one inference thread per process serves every request.
+
+Routes enqueue already-preprocessed tensors and await a future; the worker takes jobs of one
+kind (images or texts) until it has ``max_batch`` items or ``max_wait_ms`` has passed since the
+first job arrived, runs the model once per ``max_batch`` chunk, and resolves each job's future.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import torch
+
+Kind = Literal["images", "texts"]
+
+
+@dataclass
+class Job:
+    kind: Kind
+    inputs: torch.Tensor  # images: [n, 3, H, W]; texts: [n, context_length] token ids
+    normalize: bool
+    future: Future = field(default_factory=Future)
+
+    @property
+    def size(self) -> int:
+        return int(self.inputs.shape[0])
+
+
+class Batcher:
+    """Owns the model; ``submit`` is thread-safe and returns a Future of a [n, D] float32 array."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        max_batch: int,
+        max_wait_ms: float,
+        debug_delay_ms: float = 0.0,
+        on_batch: Callable[[str, int], None] | None = None,
+        on_queue_depth: Callable[[int], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.debug_delay_s = debug_delay_ms / 1000.0
+        self._on_batch = on_batch or (lambda kind, n: None)
+        self._on_queue_depth = on_queue_depth or (lambda n: None)
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._held: deque[Job] = deque()  # jobs of the other kind, kept for the next batch
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._stopping = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def submit(self, kind: Kind, inputs: torch.Tensor, normalize: bool) -> Future:
+        job = Job(kind, inputs, normalize)
+        if self._stopping:
+            job.future.set_exception(RuntimeError("inference worker is stopping"))
+            return job.future
+        self._queue.put(job)
+        self._on_queue_depth(self._queue.qsize() + len(self._held))
+        return job.future
+
+    # -- worker ------------------------------------------------------------------------------
+
+    def _next(self, timeout: float | None) -> Job | None:
+        if self._held:
+            return self._held.popleft()
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _run(self) -> None:
+        while True:
+            first = self._next(None)
+            if first is None:
+                if self._stopping:
+                    self._fail_remaining()
+                    return
+                continue
+            jobs, items = [first], first.size
+            deadline = time.monotonic() + self.max_wait_s
+            while items < self.max_batch:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                job = self._next(left)
+                if job is None:
+                    if self._stopping:
+                        break
+                    continue
+                if job.kind != first.kind:
+                    self._held.append(job)
+                    # drain order: held jobs are served before newer queue entries
+                    continue
+                jobs.append(job)
+                items += job.size
+            self._on_queue_depth(self._queue.qsize() + len(self._held))
+            self._execute(first.kind, jobs)
+
+    def _execute(self, kind: Kind, jobs: list[Job]) -> None:
+        try:
+            if self.debug_delay_s:
+                time.sleep(self.debug_delay_s)
+            inputs = torch.cat([j.inputs for j in jobs])  # [N, ...]
+            outs = []
+            with torch.inference_mode():
+                for chunk in inputs.split(self.max_batch):
+                    encode = self.model.encode_image if kind == "images" else self.model.encode_text
+                    outs.append(encode(chunk).float())  # [b, D]
+                    self._on_batch(kind, int(chunk.shape[0]))
+            feats = torch.cat(outs)  # [N, D]
+        except Exception as exc:  # one bad batch fails its jobs, never the worker
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        start = 0
+        for job in jobs:
+            out = feats[start : start + job.size]  # [n, D]
+            start += job.size
+            if job.normalize:
+                out = torch.nn.functional.normalize(out, dim=-1)
+            if not job.future.cancelled():
+                job.future.set_result(out.numpy().astype("<f4", copy=True))
+
+    def _fail_remaining(self) -> None:
+        while True:
+            job = self._next(0)
+            if job is None:
+                return
+            job.future.set_exception(RuntimeError("inference worker stopped"))

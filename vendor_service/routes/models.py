@@ -1,0 +1,40 @@
+"""``GET /v1/models``: the model card."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from shared_schemas import ModelCard, ModelListResponse
+from vendor_service.deps import ModelDep, SettingsDep
+from vendor_service.inference.loading import LoadedModel
+from vendor_service.settings import VendorSettings
+
+router = APIRouter(prefix="/v1", tags=["models"])
+
+
+def model_card(model: LoadedModel, settings: VendorSettings) -> ModelCard:
+    """The public description of the served model and its prices."""
+    return ModelCard(
+        id=model.name,
+        pretrained=model.pretrained,
+        trained=model.trained,
+        description="open_clip model served by vendor-service"
+        + ("" if model.trained else " (random weights: untrained, for tests)"),
+        fingerprint=model.fingerprint,
+        embed_dim=model.embed_dim,
+        image_size=model.image_size,
+        image_mean=model.image_mean,
+        image_std=model.image_std,
+        context_length=model.context_length,
+        logit_scale=model.logit_scale,
+        price_per_image_query=settings.model.price_per_image_query,
+        price_per_text_query=settings.model.price_per_text_query,
+        max_items_per_request=settings.limits.max_items_per_request,
+        max_request_bytes=settings.limits.max_request_bytes,
+    )
+
+
+@router.get("/models", response_model=ModelListResponse)
+def list_models(model: ModelDep, settings: SettingsDep) -> ModelListResponse:
+    """The served model's card: id, fingerprint, sizes, normalization, prices, limits."""
+    return ModelListResponse(data=[model_card(model, settings)])
