@@ -1,0 +1,11 @@
+"""Student models."""
+
+from client_distiller.models.student import (
+    Student,
+    build_backbone,
+    load_student,
+    timm_data_config,
+    to_tensor_batch,
+)
+
+__all__ = ["Student", "build_backbone", "load_student", "timm_data_config", "to_tensor_batch"]

@@ -1,0 +1,245 @@
+"""The student: backbone -> projection into CLIP space -> frozen text head (or a linear head).
+
+A student is saved as ONE self-contained checkpoint: the backbone's architecture and weights,
+the projection, the head (class text embeddings and logit scale, or a linear layer), the class
+names, the prompts, the teacher's fingerprint and the preprocessing (input size, mean, std).
+``load_student`` rebuilds it from that file alone, without the teacher and without pretrained
+weights, so ``client-distiller predict`` and ``evaluate`` never query anybody.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from client_distiller.losses import zeroshot_logits
+
+CHECKPOINT_FORMAT = "vl2v-student/1"
+HeadKind = Literal["text", "linear"]
+
+
+def build_backbone(spec: dict[str, Any], *, pretrained: bool) -> tuple[nn.Module, int]:
+    """Build a feature extractor (no classifier) from a serializable spec.
+
+    Spec kinds:
+      * ``{"kind": "timm", "name": ..., "kwargs": {...}}``: ``timm.create_model(num_classes=0)``.
+      * ``{"kind": "demo"}``: the demo world's student (timm, photo-only pretrained).
+      * ``{"kind": "open_clip_visual", "name": ...}``: the image tower of an open_clip
+        architecture (VL2V-SD); its weights come from the checkpoint or the caller.
+
+    Args:
+        spec: the architecture description stored in every checkpoint.
+        pretrained: load the backbone's pretrained weights (never when restoring a checkpoint).
+
+    Returns:
+        The backbone and its output feature dimension.
+    """
+    kind = spec["kind"]
+    if kind == "demo":
+        from demo_world import assets
+
+        model = assets.create_demo_student(num_classes=0, pretrained=pretrained)
+        return model, int(model.num_features)
+    if kind == "timm":
+        import timm
+
+        model = timm.create_model(
+            spec["name"], pretrained=pretrained, num_classes=0, **spec.get("kwargs", {})
+        )
+        return model, int(model.num_features)
+    if kind == "open_clip_visual":
+        import open_clip
+
+        from demo_world.models import register_open_clip_configs
+
+        register_open_clip_configs()
+        # Weights are loaded by the caller (a copy of the teacher) or from the checkpoint.
+        clip = open_clip.create_model(spec["name"], pretrained=None)
+        visual = clip.visual
+        return visual, int(visual.output_dim)
+    raise ValueError(f"unknown backbone kind {kind!r}")
+
+
+def timm_data_config(backbone: nn.Module) -> dict[str, Any]:
+    """Input size, mean and std a timm backbone was pretrained with."""
+    cfg = getattr(backbone, "pretrained_cfg", {}) or {}
+    return {
+        "input_size": int(cfg.get("input_size", (3, 224, 224))[-1]),
+        "mean": list(cfg.get("mean", (0.485, 0.456, 0.406))),
+        "std": list(cfg.get("std", (0.229, 0.224, 0.225))),
+    }
+
+
+class Student(nn.Module):
+    """Backbone ``f``, projection ``P`` and a head.
+
+    ``head="text"``: ``logits_c = s * cos(P f(x), T_c)`` with the frozen class text embeddings
+    ``T`` (a buffer, never trained) and the teacher's logit scale ``s`` (ADiP, SD).
+    ``head="linear"``: a new ``Linear(features, C)`` on ``f(x)`` (ERM, KD).
+
+    Inputs are float images in [0, 1] at ``input_size``; normalization happens inside, so the
+    checkpoint carries its own preprocessing.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        backbone_spec: dict[str, Any],
+        feature_dim: int,
+        classes: Sequence[str],
+        head: HeadKind = "text",
+        class_text: torch.Tensor | None = None,
+        logit_scale: float = 100.0,
+        project: bool = True,
+        input_size: int = 224,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        prompts: Sequence[str] = (),
+        teacher_fingerprint: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.backbone_spec = dict(backbone_spec)
+        self.classes = list(classes)
+        self.head_kind: HeadKind = head
+        self.prompts = list(prompts)
+        self.teacher_fingerprint = teacher_fingerprint
+        self.input_size = int(input_size)
+        self.logit_scale = float(logit_scale)
+        self.register_buffer("mean", torch.tensor(list(mean)).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std)).view(1, 3, 1, 1))
+        if head == "text":
+            if class_text is None:
+                raise ValueError("a text head needs the class text embeddings")
+            text = F.normalize(torch.as_tensor(class_text, dtype=torch.float32), dim=-1)
+            self.register_buffer("class_text", text)  # (C, d), frozen: a buffer, not a param
+            embed_dim = text.shape[1]
+            # SD's backbone already maps into CLIP space: no projection there.
+            self.projection: nn.Module = (
+                nn.Linear(feature_dim, embed_dim) if project else nn.Identity()
+            )
+            self.classifier: nn.Module | None = None
+        else:
+            self.projection = nn.Identity()
+            self.classifier = nn.Linear(feature_dim, len(self.classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features ``f(x)`` of images in [0, 1]."""
+        return self.backbone((x - self.mean) / self.std)
+
+    def head(self, feats: torch.Tensor) -> torch.Tensor:
+        """Class logits from backbone features."""
+        if self.head_kind == "text":
+            return zeroshot_logits(self.projection(feats), self.class_text, self.logit_scale)
+        assert self.classifier is not None
+        return self.classifier(feats)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Projected (unnormalized) embedding ``P f(x)`` in the teacher's space."""
+        return self.projection(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    # ---- checkpoint ------------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        """Everything but the tensors needed to rebuild this student."""
+        return {
+            "backbone": self.backbone_spec,
+            "feature_dim": self.feature_dim,
+            "classes": self.classes,
+            "head": self.head_kind,
+            "project": not isinstance(self.projection, nn.Identity),
+            "logit_scale": self.logit_scale,
+            "input_size": self.input_size,
+            "mean": self.mean.flatten().tolist(),
+            "std": self.std.flatten().tolist(),
+            "prompts": self.prompts,
+            "teacher_fingerprint": self.teacher_fingerprint,
+        }
+
+    @property
+    def feature_dim(self) -> int:
+        if self.classifier is not None:
+            return self.classifier.in_features
+        if isinstance(self.projection, nn.Linear):
+            return self.projection.in_features
+        return int(self.class_text.shape[1])
+
+    def save(self, path: str | os.PathLike, **extra: Any) -> Path:
+        """Write the self-contained checkpoint atomically (tmp file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config(),
+            "state_dict": self.state_dict(),
+            "extra": extra,
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+        return path
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """PIL images -> float tensor in [0, 1] at this student's input size."""
+        return to_tensor_batch(images, self.input_size).float() / 255.0
+
+
+def load_student(path: str | os.PathLike) -> Student:
+    """Rebuild a student from its checkpoint alone (no pretrained download, no teacher).
+
+    Raises:
+        FileNotFoundError: the checkpoint does not exist.
+        ValueError: the file is not a student checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"student checkpoint not found: {path}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
+    cfg = payload["config"]
+    backbone, feature_dim = build_backbone(cfg["backbone"], pretrained=False)
+    state = payload["state_dict"]
+    student = Student(
+        backbone,
+        backbone_spec=cfg["backbone"],
+        feature_dim=feature_dim,
+        classes=cfg["classes"],
+        head=cfg["head"],
+        class_text=state.get("class_text"),
+        logit_scale=cfg["logit_scale"],
+        project=cfg["project"],
+        input_size=cfg["input_size"],
+        mean=cfg["mean"],
+        std=cfg["std"],
+        prompts=cfg["prompts"],
+        teacher_fingerprint=cfg["teacher_fingerprint"],
+    )
+    student.load_state_dict(state)
+    student.eval()
+    return student
+
+
+def to_tensor_batch(images: Sequence[Image.Image], size: int) -> torch.Tensor:
+    """Resize PIL images to ``size`` x ``size`` RGB and stack them as uint8 (n, 3, size, size)."""
+    arrays = []
+    for img in images:
+        img = img.convert("RGB")
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.Resampling.BILINEAR)
+        arrays.append(np.asarray(img, dtype=np.uint8))
+    if not arrays:
+        return torch.empty((0, 3, size, size), dtype=torch.uint8)
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
