@@ -1,0 +1,191 @@
+"""Reader for DomainBed-style image folders: ``root/<domain>/<class>/<image>``."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+log = logging.getLogger(__name__)
+
+#: File suffixes read as images; anything else (README, .DS_Store, ...) is ignored silently.
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+)
+
+
+class DatasetError(ValueError):
+    """The folder is not a usable dataset (missing, empty, inconsistent classes, ...)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of the dataset.
+
+    Attributes:
+        path: absolute file path.
+        domain: domain (first-level folder) name.
+        label: class index into ``DomainFolder.classes``.
+        id: sha256 of (path relative to the root, file bytes): stable across machines and
+            roots, and it changes when the file changes.
+    """
+
+    path: Path
+    domain: str
+    label: int
+    id: str
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file that looked like an image but could not be read."""
+
+    path: Path
+    reason: str
+
+
+def class_name_to_text(name: str) -> str:
+    """Folder name to the words used in prompts (``"hot_air_balloon"`` -> ``"hot air balloon"``)."""
+    return name.replace("_", " ").strip()
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB.
+
+    Transparency is composited on white (a transparent background would otherwise turn black
+    and change the class evidence); 16-bit and 32-bit integer images are scaled to 8 bits
+    instead of clipped; float images in [0, 1] are scaled to [0, 255].
+    """
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        if mode == "F" and arr.size and float(np.nanmax(arr)) <= 1.0:
+            arr = arr * 255.0
+        elif mode != "F" and arr.size and float(arr.max()) > 255:
+            arr = arr / 257.0  # 16-bit full range -> 8-bit
+        arr = np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if (mode == "P" and "transparency" in image.info) or mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def read_image(path: str | Path) -> Image.Image:
+    """Open an image file as an RGB image, fully decoded (first frame of animations).
+
+    Raises:
+        OSError, ValueError, Image.DecompressionBombError: the file is not a readable image.
+    """
+    with warnings.catch_warnings():
+        # Pillow warns on odd-but-readable files (e.g. palette with transparency bytes).
+        warnings.simplefilter("ignore")
+        with Image.open(path) as im:
+            im.seek(0)
+            im.load()
+            im = ImageOps.exif_transpose(im) or im
+            return to_rgb(im).copy()
+
+
+@dataclass
+class DomainFolder:
+    """A multi-domain image classification dataset on disk.
+
+    Every readable image under ``root/<domain>/<class>/`` is a sample; domains and classes are
+    sorted by name; every domain must have the same class folders. Unreadable image files are
+    listed in ``skipped`` (and logged) instead of failing later in a run.
+
+    Args:
+        root: dataset folder.
+        verify: decode every image while scanning (so a corrupt file is found now, not mid-run).
+    """
+
+    root: Path
+    verify: bool = True
+    domains: list[str] = field(init=False)
+    classes: list[str] = field(init=False)
+    samples: list[Sample] = field(init=False)
+    skipped: list[SkippedFile] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).expanduser().resolve()
+        if not self.root.is_dir():
+            raise DatasetError(f"dataset folder not found: {self.root}")
+        domain_dirs = sorted(p for p in self.root.iterdir()
+                             if p.is_dir() and not p.name.startswith("."))
+        if not domain_dirs:
+            raise DatasetError(f"{self.root} has no domain folders (expected root/<domain>/"
+                               f"<class>/<image>)")
+        class_sets = {d.name: sorted(c.name for c in d.iterdir()
+                                     if c.is_dir() and not c.name.startswith("."))
+                      for d in domain_dirs}
+        self.domains = [d.name for d in domain_dirs]
+        reference = set().union(*map(set, class_sets.values()))
+        problems = [
+            f"{dom}: missing {sorted(reference - set(cls))}"
+            for dom, cls in class_sets.items() if set(cls) != reference
+        ]
+        if problems:
+            raise DatasetError("class folders differ across domains: " + "; ".join(problems))
+        self.classes = sorted(reference)
+        if not self.classes:
+            raise DatasetError(f"{self.root}: domains have no class folders")
+        self.samples, self.skipped = [], []
+        for dom in domain_dirs:
+            for label, cls in enumerate(self.classes):
+                for path in sorted((dom / cls).rglob("*")):
+                    if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+                        continue
+                    self._add(path, dom.name, label)
+        for s in self.skipped:
+            log.warning("skipping unreadable image %s: %s", s.path, s.reason)
+        if not self.samples:
+            raise DatasetError(f"{self.root}: no readable images")
+        self._by_id = {s.id: s for s in self.samples}
+
+    def _add(self, path: Path, domain: str, label: int) -> None:
+        try:
+            data = path.read_bytes()
+            if self.verify:
+                read_image(path)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure means "skip this file"
+            self.skipped.append(SkippedFile(path, f"{type(exc).__name__}: {exc}"))
+            return
+        rel = path.relative_to(self.root).as_posix().encode("utf-8")
+        digest = hashlib.sha256(len(rel).to_bytes(8, "little") + rel + data).hexdigest()
+        self.samples.append(Sample(path=path, domain=domain, label=label, id=digest))
+
+    def domain_samples(self, domain: str) -> list[Sample]:
+        """Samples of one domain, in scan order."""
+        self.check_domain(domain)
+        return [s for s in self.samples if s.domain == domain]
+
+    def check_domain(self, domain: str) -> None:
+        """Raise ``DatasetError`` naming the known domains if ``domain`` is not one of them."""
+        if domain not in self.domains:
+            raise DatasetError(f"unknown domain {domain!r}; this dataset has {self.domains}")
+
+    def sample(self, sample_id: str) -> Sample:
+        """The sample with this id."""
+        return self._by_id[sample_id]
+
+    @property
+    def class_texts(self) -> list[str]:
+        """Class names as words (``_`` -> space), in label order."""
+        return [class_name_to_text(c) for c in self.classes]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+def load_image(sample: Sample) -> Image.Image:
+    """The sample's image as RGB."""
+    return read_image(sample.path)
