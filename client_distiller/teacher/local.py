@@ -31,7 +31,7 @@ def state_dict_fingerprint(model) -> str:
     for name in sorted(state):
         t = state[name].detach().cpu().contiguous()
         h.update(name.encode("utf-8"))
-        h.update(str(t.dtype).replace("torch.", "").encode())
+        h.update(str(t.dtype).encode())
         h.update(str(tuple(t.shape)).encode())
         # Reinterpreted as bytes so every dtype (bfloat16 included) hashes the same way.
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
