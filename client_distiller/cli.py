@@ -21,6 +21,9 @@ COMMANDS = {
     "estimate": estimate,
     "fetch": fetch,
     "report": report,
+    "run": __import__("client_distiller.commands.run", fromlist=["run"]),
+    "predict": __import__("client_distiller.commands.predict", fromlist=["predict"]),
+    "evaluate": __import__("client_distiller.commands.evaluate", fromlist=["evaluate"]),
 }
 
 
