@@ -91,12 +91,16 @@ class BudgetLedger:
         return [SpendRow(*r) for r in rows]
 
     def last_budget_remaining(self) -> int | None:
-        """The vendor's most recently reported remaining budget."""
+        """The vendor's remaining budget as last reported: the lowest report of the latest run.
+
+        Chunks run concurrently, so they finish (and are recorded) out of charge order; within a
+        run the remaining budget only falls (barring a top-up), so the minimum is the latest.
+        """
         row = self._db.execute(
-            "SELECT budget_remaining FROM events WHERE budget_remaining IS NOT NULL"
-            " ORDER BY id DESC LIMIT 1"
+            "SELECT MIN(budget_remaining) FROM events WHERE run_id = (SELECT run_id FROM events"
+            " WHERE budget_remaining IS NOT NULL ORDER BY id DESC LIMIT 1)"
         ).fetchone()
-        return None if row is None else int(row[0])
+        return None if row is None or row[0] is None else int(row[0])
 
     def timeline(self) -> list[tuple[float, int, int, int | None]]:
         """(time, sent, cache_hits, budget_remaining) per event, oldest first."""

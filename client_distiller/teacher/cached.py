@@ -128,7 +128,10 @@ class CachedTeacher:
                 self.sent += len(chunk_keys)
                 self.charged += res.charged
                 if res.budget_remaining is not None:
-                    self.budget_remaining = res.budget_remaining
+                    # Concurrent chunks arrive out of charge order: the lowest report is newest.
+                    self.budget_remaining = min(res.budget_remaining, self.budget_remaining
+                                                if self.budget_remaining is not None
+                                                else res.budget_remaining)
             self.ledger.record(stage=self.stage, purpose=purpose, endpoint=endpoint,
                                fingerprint=self.card.fingerprint, sent=len(chunk_keys),
                                charged=res.charged, budget_remaining=res.budget_remaining,

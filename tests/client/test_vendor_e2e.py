@@ -1,0 +1,205 @@
+"""The client against a real vendor process on loopback (tiny random-weight model).
+
+One vendor serves the module (it takes seconds to start); every test has its own key and its
+own cache directory. The vendor cuts requests at 8 items and sleeps 100 ms per batch, so a
+fetch takes long enough to be killed halfway.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from client_distiller.cli import main
+from client_distiller.data import DomainFolder
+from client_distiller.plan import build_plan, iter_image_batches
+from client_distiller.teacher import QueryCache, item_digest
+from client_distiller.teacher.wire import encode_image
+from tests.client.conftest import make_dataset
+from tests.helpers.vendor_process import VendorProcess, start_vendor
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+CHUNK = 8
+
+
+@pytest.fixture(scope="module")
+def vendor(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("vendor")
+    v = start_vendor(root, max_items_per_request=CHUNK, debug_delay_ms=100)
+    yield v
+    v.stop()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data") / "d")
+
+
+def _args(vendor: VendorProcess, key: str, data: Path, cache: Path, *extra: str) -> list[str]:
+    return ["--data", str(data), "--target-domain", "sketch", "--endpoint", vendor.base_url,
+            "--api-key", key, "--cache-dir", str(cache), *extra]
+
+
+def _distinct_items(vendor: VendorProcess, data: Path, views: int) -> set[str]:
+    """Cache keys of every distinct item the plan needs, computed independently of fetch."""
+    card = httpx.get(vendor.base_url + "/v1/models", timeout=10).json()["data"][0]
+    plan = build_plan(DomainFolder(data), "sketch", views=views)
+    fp, size = card["fingerprint"], card["image_size"]
+    keys = {item_digest(fp, "texts", q.text.encode()) for q in plan.text_queries}
+    for _, _, images in iter_image_batches(plan, size):
+        keys |= {item_digest(fp, "images", encode_image(im, size)) for im in images}
+    return keys
+
+
+def _cached(cache: Path, keys: set[str]) -> int:
+    qc = QueryCache(cache)
+    try:
+        return sum(qc.contains(k) for k in keys)
+    finally:
+        qc.close()
+
+
+def _ledger_sum(cache: Path, column: str, run: str | None = None) -> int:
+    path = cache / "ledger.sqlite"
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        if run is None:
+            return int(db.execute(f"SELECT COALESCE(SUM({column}),0) FROM events").fetchone()[0])
+        rows = db.execute(f"SELECT run_id, SUM({column}) FROM events GROUP BY run_id"
+                          " ORDER BY MIN(id)").fetchall()
+        return int(rows[-1][1]) if run == "last" else int(rows[0][1])
+    except sqlite3.OperationalError:  # table not created yet
+        return 0
+    finally:
+        db.close()
+
+
+def _charged_entries(vendor: VendorProcess, key: str) -> list[dict]:
+    entries, cursor = [], None
+    while True:
+        params = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+        page = vendor.usage(key, **params)
+        entries += [e for e in page["entries"] if e["status"] == "charged"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return entries
+
+
+def test_estimate_fetch_refetch_report(vendor, data, tmp_path, capsys) -> None:
+    key = vendor.create_key(1000)
+    cache = tmp_path / "cache"
+    distinct = _distinct_items(vendor, data, views=2)
+    assert len(distinct) == 20 * 2 + 14 + 3  # 20 train x K=2, 4 val + 10 test, 3 classes
+
+    assert main(["estimate", *_args(vendor, key, data, cache, "--views", "2")]) == 0
+    out = capsys.readouterr().out
+    assert f"image queries to send: {len(distinct) - 3}, text queries to send: 3" in out
+    assert vendor.usage(key)["budget"]["used"] == 0  # estimate spends nothing
+
+    assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2")]) == 0
+    used = vendor.usage(key)["budget"]["used"]
+    assert used == len(distinct) == _cached(cache, distinct)
+
+    assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2")]) == 0
+    assert vendor.usage(key)["budget"]["used"] == used  # second fetch: zero queries sent
+    assert _ledger_sum(cache, "sent", "last") == 0
+    assert _ledger_sum(cache, "cache_hits", "last") == len(distinct)
+
+    capsys.readouterr()
+    assert main(["estimate", *_args(vendor, key, data, cache, "--views", "2")]) == 0
+    assert "image queries to send: 0, text queries to send: 0" in capsys.readouterr().out
+    assert main(["report", "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert f"vendor-reported remaining budget: {1000 - used}" in out
+    assert (cache / "spend.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_killed_fetch_resumes_without_paying_twice(vendor, data, tmp_path) -> None:
+    key = vendor.create_key(10_000)
+    cache = tmp_path / "cache"
+    views = 8
+    distinct = _distinct_items(vendor, data, views=views)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "client_distiller.cli", "fetch",
+         *_args(vendor, key, data, cache, "--views", str(views), "--concurrency", "2",
+                "--no-progress")],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while _ledger_sum(cache, "sent") < 3 * CHUNK:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    cached_before = _cached(cache, distinct)
+    charged_before = vendor.usage(key)["budget"]["used"]
+    assert 0 < cached_before < len(distinct)  # killed halfway, kept what it stored
+
+    assert main(["fetch", *_args(vendor, key, data, cache, "--views", str(views),
+                                 "--no-progress")]) == 0
+    usage = vendor.usage(key)
+    assert usage["budget"]["used"] == len(distinct)  # each distinct item paid exactly once
+    assert _cached(cache, distinct) == len(distinct)
+    entries = _charged_entries(vendor, key)
+    assert sum(e["queries"] for e in entries) == len(distinct)
+    keys = Counter(e["idempotency_key"] for e in entries)
+    assert max(keys.values()) == 1  # no chunk charged twice
+    print(f"\nKILL-RESUME items={len(distinct)} cached_at_kill={cached_before} "
+          f"charged_at_kill={charged_before} rerun_sent={_ledger_sum(cache, 'sent', 'last')} "
+          f"rerun_cache_hits={_ledger_sum(cache, 'cache_hits', 'last')} "
+          f"charged_total={usage['budget']['used']}")
+
+
+def test_max_queries_is_never_exceeded(vendor, data, tmp_path, capsys) -> None:
+    key = vendor.create_key(1000)
+    cache = tmp_path / "cache"
+    distinct = _distinct_items(vendor, data, views=2)
+    assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2",
+                                 "--max-queries", "20")]) == 4
+    assert "--max-queries 20 reached" in capsys.readouterr().err
+    assert vendor.usage(key)["budget"]["used"] == 20 == _cached(cache, distinct)
+    # A second capped run buys the next 20, not the same ones again.
+    assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2",
+                                 "--max-queries", "20")]) == 4
+    assert vendor.usage(key)["budget"]["used"] == 40 == _cached(cache, distinct)
+    assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2")]) == 0
+    assert vendor.usage(key)["budget"]["used"] == len(distinct)
+
+
+def test_budget_smaller_than_plan_stops_cleanly(vendor, data, tmp_path, capsys) -> None:
+    key = vendor.create_key(30)
+    cache = tmp_path / "cache"
+    distinct = _distinct_items(vendor, data, views=2)
+    assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2")]) == 3
+    err = capsys.readouterr().err
+    assert "budget exhausted" in err and "Traceback" not in err
+    used = vendor.usage(key)["budget"]["used"]
+    assert 0 < used <= 30
+    assert _cached(cache, distinct) == used  # everything paid for is cached
+    key_id = vendor.usage(key)["key_id"]
+    httpx.post(f"{vendor.base_url}/v1/admin/keys/{key_id}/topup", json={"queries": 1000},
+               headers=vendor.admin_headers(), timeout=10).raise_for_status()
+    assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2")]) == 0
+    assert vendor.usage(key)["budget"]["used"] == len(distinct)
+
+
+def test_bad_key_is_a_clear_error(vendor, data, tmp_path, capsys) -> None:
+    assert main(["fetch", *_args(vendor, "vk_wrong", data, tmp_path / "c")]) == 1
+    err = capsys.readouterr().err
+    assert "error: HTTP 401" in err and "Traceback" not in err
