@@ -268,6 +268,8 @@ def run_one(
     t0 = time.perf_counter()
     stage_seconds: dict[str, float] = {}
     best_val: dict[str, float] = {}
+    resumed_from: dict[str, int] = {}
+    reused: list[str] = []
     workdir = (config.out_dir / "checkpoints" / data.target
                / f"{name}-K{view_label}-s{seed}-{_config_hash(config, data, name)}")
     if algorithm.stages:
@@ -284,6 +286,8 @@ def run_one(
         result = train(algorithm, pairs, config.loop, workdir, eval_fn=eval_fn,
                        desc=f"{name} {data.target} s{seed}")
         stage_seconds, best_val = result.stage_seconds, result.best_val
+        resumed_from = result.resumed_from
+        reused = result.reused_stages
         if algorithm.needs_teacher_images:
             queries_used = (online.queries if online else n_train * data.views)
             queries_used += data.text_queries
@@ -305,6 +309,8 @@ def run_one(
         "n_train_images": n_train,
         "stage_seconds": stage_seconds,
         "best_val": best_val,
+        "resumed_from": resumed_from,
+        "reused_stages": reused,
         "seconds": time.perf_counter() - t0,
         "checkpoint": str(workdir / f"{algorithm.stages[-1]}.pt") if algorithm.stages else None,
         "hp": asdict(config.hp),

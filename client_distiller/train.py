@@ -80,6 +80,7 @@ class TrainResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     best_val: dict[str, float] = field(default_factory=dict)
     resumed_from: dict[str, int] = field(default_factory=dict)
+    reused_stages: list[str] = field(default_factory=list)
 
 
 def sample_rows(domain: torch.Tensor, per_domain: int, gen: torch.Generator) -> torch.Tensor:
@@ -166,6 +167,7 @@ def train(
         result.checkpoint = workdir / f"{stages[last]}.pt"
         algorithm.load_stage(result.checkpoint)
         first = last + 1
+        result.reused_stages = list(stages[:first])
     for stage in stages[first:]:
         result.checkpoint = _run_stage(
             algorithm, stage, data, config, workdir, eval_fn, desc, result

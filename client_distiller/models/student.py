@@ -68,6 +68,16 @@ def build_backbone(spec: dict[str, Any], *, pretrained: bool) -> tuple[nn.Module
     raise ValueError(f"unknown backbone kind {kind!r}")
 
 
+def portable_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec to store in a checkpoint: the demo student becomes its plain timm architecture,
+    so a checkpoint needs only timm to load (its weights are in the checkpoint anyway)."""
+    if spec.get("kind") == "demo":
+        from demo_world import assets
+
+        return {"kind": "timm", "name": assets.DEMO_STUDENT_MODEL}
+    return dict(spec)
+
+
 def timm_data_config(backbone: nn.Module) -> dict[str, Any]:
     """Input size, mean and std a timm backbone was pretrained with."""
     cfg = getattr(backbone, "pretrained_cfg", {}) or {}
@@ -108,7 +118,7 @@ class Student(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.backbone_spec = dict(backbone_spec)
+        self.backbone_spec = portable_spec(backbone_spec)
         self.classes = list(classes)
         self.head_kind: HeadKind = head
         self.prompts = list(prompts)
