@@ -1,0 +1,66 @@
+"""The CLI in process: help, clear user errors, and the local (white-box) teacher path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from client_distiller.cli import COMMANDS, main
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_subcommand_has_help(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert "usage: client-distiller" in capsys.readouterr().out
+
+
+def _err(argv: list[str], capsys) -> tuple[int, str]:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def test_user_errors_are_one_line(tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    for var in ("VL2V_ENDPOINT", "VL2V_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    cache = ["--cache-dir", str(tmp_path / "c")]
+    code, err = _err(["fetch", "--data", str(tmp_path / "missing"), "--target-domain", "x",
+                      "--local-teacher", "vl2v-tiny", *cache], capsys)
+    assert code == 1 and "no such folder" in err
+    code, err = _err(["estimate", "--data", str(tiny_dataset), "--target-domain", "art",
+                      "--local-teacher", "vl2v-tiny", *cache], capsys)
+    assert code == 1 and "'art' is not a domain" in err and "cartoon, photo, sketch" in err
+    code, err = _err(["estimate", "--data", str(tiny_dataset), *cache], capsys)
+    assert code == 1 and "--target-domain is required" in err
+    code, err = _err(["fetch", "--data", str(tiny_dataset), "--target-domain", "sketch", *cache],
+                     capsys)
+    assert code == 1 and "no teacher" in err
+    code, err = _err(["fetch", "--data", str(tiny_dataset), "--target-domain", "sketch",
+                      "--endpoint", "http://127.0.0.1:9", *cache], capsys)
+    assert code == 1 and "no API key" in err
+    code, err = _err(["fetch", "--data", str(tiny_dataset), "--target-domain", "sketch",
+                      "--local-teacher", "vl2v-tiny", "--prompts", "no placeholder", *cache],
+                     capsys)
+    assert code == 1 and "must contain exactly one '{}'" in err
+    code, err = _err(["report", "--cache-dir", str(tmp_path / "empty")], capsys)
+    assert code == 1 and "no spend recorded" in err
+
+
+def test_local_teacher_estimate_fetch_report(tiny_dataset: Path, tmp_path: Path,
+                                             capsys) -> None:
+    args = ["--data", str(tiny_dataset), "--target-domain", "photo", "--views", "2",
+            "--local-teacher", "vl2v-tiny", "--cache-dir", str(tmp_path / "c")]
+    assert main(["estimate", *args]) == 0
+    assert "image queries to send: 54, text queries to send: 3" in capsys.readouterr().out
+    assert main(["fetch", *args, "--no-progress"]) == 0
+    assert "sent 57 queries" in capsys.readouterr().out
+    assert main(["estimate", *args]) == 0
+    assert "image queries to send: 0" in capsys.readouterr().out
+    plot = tmp_path / "p.png"
+    assert main(["report", "--cache-dir", str(tmp_path / "c"), "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "train-views" in out and "class-texts" in out and plot.stat().st_size > 1000
