@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Smoke test of the Docker path: build the vendor image, `compose up`, wait for health, create a
+# key with the CLI inside the container, one image and one text query through the published
+# port, check the ledger survives `down` + `up` (the named volume), tear everything down.
+#
+#   bash scripts/compose-smoke.sh                   (or: make smoke-compose)
+#
+# Needs a Docker engine, `docker compose` (v2) or `docker-compose` (v1), and python3 on the host
+# (stdlib only: it writes the PNG and makes the HTTP calls). Environment knobs:
+#   BASE_IMAGE        base of the image (default python:3.11-slim)
+#   TORCH_INDEX_URL   where pip gets torch (default: the Dockerfile's CPU wheel index)
+#   TORCH_WHEELS      space-separated torch/torchvision wheel files copied into docker/wheels/
+#                     for the build (offline builds); removed again afterwards
+#   SMOKE_PORT        host port to publish (default 18000, so a running vendor on 8000 is safe)
+#   SMOKE_HEALTH_TIMEOUT  seconds to wait for a healthy container (default 300)
+# The stack runs as its own compose project (default vl2v-smoke) with a generated admin token;
+# `down -v` at the end (and on any failure) removes its containers and volumes only.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-vl2v-smoke}
+export BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim}
+export VENDOR_PORT=${SMOKE_PORT:-18000}
+export VENDOR_IMAGE=${VENDOR_IMAGE:-vl2v-vendor:smoke}
+HEALTH_TIMEOUT=${SMOKE_HEALTH_TIMEOUT:-300}
+BASE_URL="http://127.0.0.1:${VENDOR_PORT}"
+
+if docker compose version >/dev/null 2>&1; then
+    COMPOSE=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+    COMPOSE=(docker-compose)
+else
+    echo "compose-smoke: FAIL: neither 'docker compose' nor 'docker-compose' found" >&2
+    exit 1
+fi
+command -v python3 >/dev/null || { echo "compose-smoke: FAIL: python3 not found" >&2; exit 1; }
+
+VENDOR_ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
+export VENDOR_ADMIN_TOKEN
+WORK=$(mktemp -d /tmp/compose-smoke.XXXXXX)
+COPIED_WHEELS=()
+PASSED=()
+CURRENT="setup"
+START=$(date +%s)
+
+log() { printf '[smoke %4ss] %s\n' "$(($(date +%s) - START))" "$*"; }
+ok() { PASSED+=("$1"); log "ok: $1"; }
+compose() { "${COMPOSE[@]}" "$@"; }
+
+cleanup() {
+    local rc=$?
+    trap - EXIT
+    if [ "$rc" -ne 0 ]; then
+        log "FAILED during: $CURRENT; vendor logs (last 40 lines):"
+        compose logs --no-color --tail=40 vendor 2>&1 | sed 's/^/    /' || true
+    fi
+    log "teardown: ${COMPOSE[*]} down -v"
+    compose down -v --remove-orphans >"$WORK/down.log" 2>&1 || cat "$WORK/down.log"
+    for w in "${COPIED_WHEELS[@]}"; do rm -f "$w"; done
+    rm -rf "$WORK"
+    echo "================ compose smoke summary ================"
+    for p in "${PASSED[@]}"; do echo "  PASS  $p"; done
+    if [ "$rc" -eq 0 ]; then
+        echo "  RESULT: PASS (${#PASSED[@]} checks, $(($(date +%s) - START)) s, ${COMPOSE[*]})"
+    else
+        echo "  FAIL  $CURRENT"
+        echo "  RESULT: FAIL (exit $rc)"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Host-side HTTP client and PNG writer (stdlib only, so the host needs no packages).
+cat >"$WORK/smoke_http.py" <<'PY'
+"""Helper of compose-smoke.sh: `png`, `call METHOD URL TOKEN [JSON_BODY]`, `check ...`."""
+import base64, json, math, struct, sys, urllib.error, urllib.request, zlib
+
+
+def png_b64(width=48, height=32):
+    """A real RGB PNG (a colour gradient), base64-encoded."""
+    rows = b"".join(
+        b"\x00" + bytes(c for x in range(width) for c in (x * 5 % 256, y * 7 % 256, 128))
+        for y in range(height)
+    )
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(
+            ">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    raw = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return base64.b64encode(raw).decode()
+
+
+def call(method, url, token, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, dict(resp.headers), json.load(resp)
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read().decode(errors="replace")
+
+
+def fail(msg):
+    print("check failed: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def embed(base, key, kind, dim):
+    body = {"images": [png_b64()]} if kind == "images" else {"texts": ["a photo of a house"]}
+    status, headers, out = call("POST", f"{base}/v1/embeddings/{kind}", key, body)
+    if status != 200:
+        fail(f"{kind}: HTTP {status}: {out}")
+    emb = out["data"][0]["embedding"]
+    norm = math.sqrt(sum(v * v for v in emb))
+    if len(out["data"]) != 1 or len(emb) != dim or abs(norm - 1) > 1e-3:
+        fail(f"{kind}: {len(out['data'])} items, dim {len(emb)} (card {dim}), norm {norm}")
+    if out["usage"]["queries"] != 1 or headers.get("X-Queries-Charged") != "1":
+        fail(f"{kind}: charged {out['usage']} / header {headers.get('X-Queries-Charged')}")
+    print(f"{kind}: 1 item, dim {dim}, norm {norm:.4f}, budget {out['budget']}, "
+          f"request {out['request_id']}")
+
+
+def usage(base, key):
+    status, _, out = call("GET", f"{base}/v1/usage", key)
+    if status != 200:
+        fail(f"usage: HTTP {status}: {out}")
+    rows = sorted((e["request_id"], e["endpoint"], e["queries"], e["status"])
+                  for e in out["entries"])
+    return {"budget": out["budget"], "requests": out["requests"], "ledger": rows}
+
+
+def main(argv):
+    cmd, base = argv[0], argv[1]
+    if cmd == "card":
+        status, _, out = call("GET", f"{base}/v1/models", None)
+        if status != 200:
+            fail(f"models: HTTP {status}: {out}")
+        card = out["data"][0]
+        print(json.dumps({k: card.get(k) for k in ("id", "pretrained", "trained", "embed_dim", "fingerprint")}))
+    elif cmd == "embed":
+        embed(base, argv[2], argv[3], int(argv[4]))
+    elif cmd == "usage":
+        print(json.dumps(usage(base, argv[2]), sort_keys=True))
+    elif cmd == "readyz":
+        status, _, out = call("GET", f"{base}/readyz", None)
+        if status != 200:
+            fail(f"readyz: HTTP {status}: {out}")
+        print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
+PY
+http() { python3 "$WORK/smoke_http.py" "$@"; }
+
+wait_healthy() {
+    local cid status deadline=$(($(date +%s) + HEALTH_TIMEOUT))
+    cid=$(compose ps -q vendor)
+    [ -n "$cid" ] || { log "no vendor container"; return 1; }
+    while :; do
+        status=$(docker inspect -f '{{.State.Health.Status}}' "$cid" 2>/dev/null || echo gone)
+        [ "$status" = healthy ] && return 0
+        if [ "$status" = gone ] || [ "$(date +%s)" -ge "$deadline" ]; then
+            log "vendor container is '$status' after waiting"
+            return 1
+        fi
+        sleep 3
+    done
+}
+
+log "compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || echo '?')); project $COMPOSE_PROJECT_NAME; base image $BASE_IMAGE; port $VENDOR_PORT"
+
+CURRENT="compose config rejects a missing admin token"
+if env -u VENDOR_ADMIN_TOKEN VENDOR_ADMIN_TOKEN= "${COMPOSE[@]}" config >"$WORK/cfg.log" 2>&1; then
+    log "compose config accepted an empty VENDOR_ADMIN_TOKEN"; false
+fi
+grep -q "set VENDOR_ADMIN_TOKEN in .env" "$WORK/cfg.log" || { cat "$WORK/cfg.log"; false; }
+ok "$CURRENT"
+
+CURRENT="build"
+if [ -n "${TORCH_WHEELS:-}" ]; then
+    for w in $TORCH_WHEELS; do
+        cp "$w" docker/wheels/ && COPIED_WHEELS+=("docker/wheels/$(basename "$w")")
+    done
+    log "torch wheels for the build: ${COPIED_WHEELS[*]}"
+fi
+compose build vendor >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; false; }
+grep -E '^(torch|torchvision)==' "$WORK/build.log" | sed 's/^/    installed /' || true
+ok "build vendor image ($VENDOR_IMAGE, $(docker image inspect -f '{{.Size}}' "$VENDOR_IMAGE" | awk '{printf "%.2f GB", $1/1e9}'))"
+
+CURRENT="up + healthy"
+compose up -d vendor
+wait_healthy
+log "readyz: $(http readyz "$BASE_URL")"
+ok "$CURRENT (HEALTHCHECK on /readyz)"
+
+CURRENT="runs as non-root"
+uid=$(compose exec -T vendor id -u)
+[ "$uid" != 0 ] || { log "the vendor runs as root"; false; }
+ok "$CURRENT (uid $uid)"
+
+CURRENT="create key with the CLI inside the container"
+compose exec -T vendor vendor-service keys create --name smoke --budget 100 >"$WORK/key.json"
+KEY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["key"])' "$WORK/key.json")
+[ -n "$KEY" ]
+ok "$CURRENT"
+
+CURRENT="image + text query through the published port"
+CARD=$(http card "$BASE_URL")
+DIM=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["embed_dim"])' "$CARD")
+log "model card: $CARD"
+http embed "$BASE_URL" "$KEY" images "$DIM"
+http embed "$BASE_URL" "$KEY" texts "$DIM"
+BEFORE=$(http usage "$BASE_URL" "$KEY")
+python3 -c 'import json,sys; u=json.loads(sys.argv[1]); assert u["budget"]["used"]==2 and len(u["ledger"])==2, u' "$BEFORE"
+ok "$CURRENT (2 queries charged, 2 ledger rows)"
+
+CURRENT="ledger survives down + up"
+compose down
+compose up -d vendor
+wait_healthy
+AFTER=$(http usage "$BASE_URL" "$KEY")
+if [ "$BEFORE" != "$AFTER" ]; then
+    log "usage before: $BEFORE"; log "usage after:  $AFTER"; false
+fi
+log "usage after restart: $AFTER"
+ok "$CURRENT (key, budget and ledger unchanged)"
+
+CURRENT="teardown removes the volume"
+compose down -v --remove-orphans
+if docker volume ls -q | grep -qx "${COMPOSE_PROJECT_NAME}_vendor-data"; then
+    log "volume ${COMPOSE_PROJECT_NAME}_vendor-data still exists"; false
+fi
+ok "$CURRENT"
