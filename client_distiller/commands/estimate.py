@@ -30,7 +30,11 @@ def run(args: argparse.Namespace) -> int:
     dataset = dataset_from_args(args)
     plan = plan_from_args(args, dataset)
     with teacher_from_args(args, stage="estimate") as teacher:
-        card = teacher.card  # the only vendor call: GET /v1/models
+        card = teacher.card  # vendor calls: GET /v1/models and GET /v1/usage, both free
+        remaining = None
+        usage = getattr(teacher.teacher, "usage", None)
+        if usage is not None:
+            remaining = usage().budget.remaining
         rows = []
         totals = {IMAGES: [0, 0, 0, 0], TEXTS: [0, 0, 0, 0]}
         seen: dict[str, set[str]] = {IMAGES: set(), TEXTS: set()}
@@ -78,4 +82,8 @@ def run(args: argparse.Namespace) -> int:
                  f"cost {card.currency}"], rows)
     print(f"image queries to send: {totals[IMAGES][3]}, text queries to send: "
           f"{totals[TEXTS][3]}, estimated cost: {cost:.4f} {card.currency}")
+    if remaining is not None:
+        verdict = ("enough" if remaining >= all_send
+                   else f"NOT enough: short by {all_send - remaining}")
+        print(f"vendor budget remaining for this key: {remaining} ({verdict})")
     return EXIT_OK

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -22,7 +21,13 @@ from client_distiller.teacher.errors import (
     VendorError,
 )
 from client_distiller.teacher.wire import IMAGES, TEXTS, chunk_idempotency_key, encode_image
-from shared_schemas import EmbeddingResponse, ModelCard, ModelListResponse, decode_embedding
+from shared_schemas import (
+    EmbeddingResponse,
+    ModelCard,
+    ModelListResponse,
+    UsageResponse,
+    decode_embedding,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +71,6 @@ class RemoteTeacher:
         self.max_backoff_s = max_backoff_s
         self.sleep = sleep
         self._card: ModelCard | None = None
-        self._lock = threading.Lock()
 
     # -- model card --------------------------------------------------------------------------
 
@@ -89,6 +93,11 @@ class RemoteTeacher:
                     )
                 self._card = match[0]
         return self._card
+
+    def usage(self) -> UsageResponse:
+        """The key's own budget and totals (``GET /v1/usage``; not metered)."""
+        resp = self._request("GET", "/v1/usage?limit=1", json=None, headers={})
+        return UsageResponse.model_validate(resp.json())
 
     # -- protocol ----------------------------------------------------------------------------
 

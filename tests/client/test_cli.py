@@ -64,3 +64,21 @@ def test_local_teacher_estimate_fetch_report(tiny_dataset: Path, tmp_path: Path,
     assert main(["report", "--cache-dir", str(tmp_path / "c"), "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
     assert "train-views" in out and "class-texts" in out and plot.stat().st_size > 1000
+
+
+def test_data_demo_resolves_through_demo_world(tiny_dataset: Path, tmp_path: Path, capsys,
+                                               monkeypatch) -> None:
+    # Generating the real demo benchmark takes ~20 s here (the demo-world tests cover it); this
+    # checks only that `--data demo` goes through demo_world.assets.ensure_demo_benchmark.
+    assets = pytest.importorskip("demo_world.assets")
+    calls = []
+
+    def fake_ensure(root=None, **kw):
+        calls.append(root)
+        return tiny_dataset
+
+    monkeypatch.setattr(assets, "ensure_demo_benchmark", fake_ensure)
+    assert main(["estimate", "--data", "demo", "--target-domain", "photo",
+                 "--local-teacher", "vl2v-tiny", "--cache-dir", str(tmp_path / "c")]) == 0
+    assert calls == [None]
+    assert f"data: {tiny_dataset}" in capsys.readouterr().out

@@ -106,6 +106,7 @@ def test_estimate_fetch_refetch_report(vendor, data, tmp_path, capsys) -> None:
     assert main(["estimate", *_args(vendor, key, data, cache, "--views", "2")]) == 0
     out = capsys.readouterr().out
     assert f"image queries to send: {len(distinct) - 3}, text queries to send: 3" in out
+    assert "vendor budget remaining for this key: 1000 (enough)" in out
     assert vendor.usage(key)["budget"]["used"] == 0  # estimate spends nothing
 
     assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2")]) == 0
