@@ -24,9 +24,13 @@ from tqdm.auto import tqdm
 
 from client_distiller.algorithms import ALGORITHMS, Algorithm, Batch, BuildContext, HParams
 from client_distiller.data import DomainFolder, Sample, ViewBank, load_image
-from client_distiller.models.student import Student, build_backbone, timm_data_config
-from client_distiller.models.student import to_tensor_batch
-from client_distiller.plan import TRAIN_VIEWS, build_plan, fetch_plan
+from client_distiller.models.student import (
+    Student,
+    build_backbone,
+    timm_data_config,
+    to_tensor_batch,
+)
+from client_distiller.plan import build_plan, fetch_plan
 from client_distiller.results import append_record
 from client_distiller.train import PairData, TrainConfig, train
 

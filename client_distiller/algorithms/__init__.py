@@ -14,13 +14,13 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
 
 __all__ = [
     "ALGORITHMS",
+    "ERM",
+    "KD",
     "SD",
     "ADiP",
     "Algorithm",
     "Batch",
     "BuildContext",
-    "ERM",
     "HParams",
-    "KD",
     "ZeroShot",
 ]

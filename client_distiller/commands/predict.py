@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     for path in args.images:
         try:
             images.append(read_image(path))
-        except Exception as exc:  # noqa: BLE001 - report any unreadable file as a user error
+        except Exception as exc:
             raise UserError(f"cannot read image {path}: {exc}") from exc
     k = max(1, min(args.top_k, len(student.classes)))
     with torch.no_grad():

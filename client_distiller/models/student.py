@@ -47,14 +47,14 @@ def build_backbone(spec: dict[str, Any], *, pretrained: bool) -> tuple[nn.Module
         from demo_world import assets
 
         model = assets.create_demo_student(num_classes=0, pretrained=pretrained)
-        return model, int(model.num_features)
+        return model, _timm_output_dim(model)
     if kind == "timm":
         import timm
 
         model = timm.create_model(
             spec["name"], pretrained=pretrained, num_classes=0, **spec.get("kwargs", {})
         )
-        return model, int(model.num_features)
+        return model, _timm_output_dim(model)
     if kind == "open_clip_visual":
         import open_clip
 
@@ -66,6 +66,12 @@ def build_backbone(spec: dict[str, Any], *, pretrained: bool) -> tuple[nn.Module
         visual = clip.visual
         return visual, int(visual.output_dim)
     raise ValueError(f"unknown backbone kind {kind!r}")
+
+
+def _timm_output_dim(model: nn.Module) -> int:
+    # With num_classes=0 timm returns the pre-logits features; for models with a conv head
+    # after pooling (MobileNetV3) that is head_hidden_size, not num_features.
+    return int(getattr(model, "head_hidden_size", None) or model.num_features)
 
 
 def portable_spec(spec: dict[str, Any]) -> dict[str, Any]:
