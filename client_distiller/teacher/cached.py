@@ -11,7 +11,7 @@ from PIL import Image
 from client_distiller.teacher.base import ChunkResult
 from client_distiller.teacher.budget import BudgetLedger
 from client_distiller.teacher.cache import QueryCache
-from client_distiller.teacher.errors import QueryCapReached
+from client_distiller.teacher.errors import BudgetExhausted, QueryCapReached
 from client_distiller.teacher.wire import IMAGES, TEXTS, encode_image, encode_text, item_digest
 
 
@@ -119,8 +119,11 @@ class CachedTeacher:
                     raise QueryCapReached(self._cap_message(len(miss_keys)))
                 self._reserved += n
 
-        def on_chunk(res: ChunkResult) -> None:
-            chunk_keys = to_send[res.start:res.start + len(res.embeddings)]
+        def on_chunk_for(sent_keys: list[str]):
+            return lambda res: on_chunk(sent_keys, res)
+
+        def on_chunk(sent_keys: list[str], res: ChunkResult) -> None:
+            chunk_keys = sent_keys[res.start:res.start + len(res.embeddings)]
             self.cache.put_many(dict(zip(chunk_keys, res.embeddings)))
             for k, v in zip(chunk_keys, res.embeddings):
                 found[k] = v
@@ -137,17 +140,42 @@ class CachedTeacher:
                                charged=res.charged, budget_remaining=res.budget_remaining,
                                request_id=res.request_id)
 
+        def send(keys_: list[str]) -> None:
+            self.teacher.embed_payloads(endpoint, [payloads[miss_index[k]] for k in keys_],
+                                        before_chunk=before_chunk, on_chunk=on_chunk_for(keys_))
+
         if to_send:
-            self.teacher.embed_payloads(
-                endpoint, [payloads[miss_index[k]] for k in to_send],
-                before_chunk=before_chunk, on_chunk=on_chunk,
-            )
+            try:
+                send(to_send)
+            except BudgetExhausted as exc:
+                self._spend_the_rest(exc, [k for k in to_send if k not in found], send)
+                raise
         if capped:
             raise QueryCapReached(self._cap_message(len(miss_keys)))
         dim = self.card.embed_dim
         if not keys:
             return np.zeros((0, dim), dtype=np.float32)
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+    def _spend_the_rest(self, exc: BudgetExhausted, unsent: list[str], send) -> None:
+        """After a 402, buy as many of the unsent items as the budget left still pays for.
+
+        The refused chunk was bigger than what remains; smaller requests use up the budget
+        exactly instead of leaving it stranded. Stops when the vendor reports nothing left or
+        a smaller request is refused as well.
+        """
+        remaining = exc.remaining
+        while remaining and unsent:
+            batch = unsent[:remaining]
+            try:
+                send(batch)
+            except BudgetExhausted as again:
+                if again.remaining is None or again.remaining >= remaining:
+                    return
+                remaining = again.remaining
+                continue
+            unsent = unsent[len(batch):]
+            remaining = self.budget_remaining or 0
 
     def _cap_message(self, needed: int) -> str:
         return (f"--max-queries {self.max_queries} reached: {self._reserved} sent in this run, "

@@ -23,7 +23,15 @@ class AuthenticationError(TeacherError):
 
 
 class BudgetExhausted(TeacherError):
-    """402: the key's budget cannot pay for the request (nothing was charged for it)."""
+    """402: the key's budget cannot pay for the request (nothing was charged for it).
+
+    Attributes:
+        remaining: the budget the vendor says is left (``X-Budget-Remaining``), if it said.
+    """
+
+    def __init__(self, message: str, *, remaining: int | None = None, **kw) -> None:
+        super().__init__(message, **kw)
+        self.remaining = remaining
 
 
 class RateLimited(TeacherError):

@@ -242,7 +242,11 @@ def _error_for(resp: httpx.Response, *, attempts: int) -> TeacherError:
     if code in (401, 403):
         return AuthenticationError(msg, **kw)
     if code == 402:
-        return BudgetExhausted(msg, **kw)
+        try:
+            remaining = int(resp.headers["X-Budget-Remaining"])
+        except (KeyError, ValueError):
+            remaining = None
+        return BudgetExhausted(msg, remaining=remaining, **kw)
     if code == 429:
         return RateLimited(f"{msg} (after {attempts} attempts)", **kw)
     if code >= 500:

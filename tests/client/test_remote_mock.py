@@ -100,10 +100,11 @@ def test_401_raises_at_once() -> None:
 
 def test_402_raises_budget_exhausted_without_retry() -> None:
     vendor, sleeps = Vendor(lambda k, r: httpx.Response(
-        402, json={"error": {"code": "budget_exceeded", "message": "needs 3; 1 remain"}})), []
+        402, headers={"X-Budget-Remaining": "1"},
+        json={"error": {"code": "budget_exceeded", "message": "needs 3; 1 remain"}})), []
     with pytest.raises(BudgetExhausted, match="1 remain") as info:
         vendor.teacher(sleeps).embed_texts(["a", "b", "c"])
-    assert info.value.status_code == 402
+    assert info.value.status_code == 402 and info.value.remaining == 1
     assert len(vendor.requests) == 1 and sleeps == []
 
 
