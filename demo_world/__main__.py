@@ -1,0 +1,164 @@
+"""``python -m demo_world``: build, check and measure the demo world."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from demo_world.assets import WEIGHTS_DIR
+
+SUMS_FILE = WEIGHTS_DIR / "SHA256SUMS"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_sums(path: Path = SUMS_FILE) -> dict[str, str]:
+    """``{file name: sha256}`` from a ``sha256sum``-format file (empty if it does not exist)."""
+    if not path.exists():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            out[name.lstrip("*")] = digest
+    return out
+
+
+def record_sum(path: Path) -> None:
+    """Add or replace ``path``'s line in SHA256SUMS when it is a shipped weights file."""
+    path = Path(path).resolve()
+    if path.parent != WEIGHTS_DIR.resolve():
+        return
+    sums = read_sums()
+    sums[path.name] = sha256_file(path)
+    SUMS_FILE.write_text("".join(f"{d}  {n}\n" for n, d in sorted(sums.items())))
+
+
+def _cmd_build_teacher(args: argparse.Namespace) -> int:
+    import torch
+
+    from demo_world.build_teacher import build_teacher
+
+    torch.set_flush_denormal(True)
+    t0 = time.time()
+    out = build_teacher(args.out, steps=args.steps, batch=args.batch, corpus=args.corpus,
+                        seed=args.seed, lr=args.lr, progress=not args.quiet)
+    record_sum(out)
+    print(f"build-teacher: {out} sha256={sha256_file(out)} wall={time.time() - t0:.0f}s")
+    return 0
+
+
+def _cmd_build_student(args: argparse.Namespace) -> int:
+    import torch
+
+    from demo_world.build_student import build_student
+
+    torch.set_flush_denormal(True)
+    t0 = time.time()
+    out = build_student(args.out, steps=args.steps, batch=args.batch, images=args.images,
+                        seed=args.seed, lr=args.lr, progress=not args.quiet)
+    record_sum(out)
+    print(f"build-student: {out} sha256={sha256_file(out)} wall={time.time() - t0:.0f}s")
+    return 0
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from demo_world.assets import ensure_demo_benchmark
+
+    print(ensure_demo_benchmark(args.root, progress=not args.quiet))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from demo_world.evaluate import evaluate_world, format_table
+
+    torch.set_flush_denormal(True)
+    res = evaluate_world(teacher=args.teacher, student=args.student,
+                         n_per_class=args.n_per_class, start=args.start,
+                         progress=not args.quiet)
+    print(format_table(res))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    bad = 0
+    for name, digest in read_sums().items():
+        got = sha256_file(WEIGHTS_DIR / name) if (WEIGHTS_DIR / name).exists() else "missing"
+        ok = got == digest
+        bad += not ok
+        print(f"{'OK ' if ok else 'BAD'} {name} {got}")
+    return 1 if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m demo_world`` argument parser."""
+    from demo_world import build_student as bs
+    from demo_world import build_teacher as bt
+
+    p = argparse.ArgumentParser(prog="python -m demo_world", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("build-teacher", help="train the demo CLIP teacher (vl2v-demo)")
+    t.add_argument("--steps", type=int, default=bt.DEFAULT_STEPS)
+    t.add_argument("--batch", type=int, default=bt.DEFAULT_BATCH)
+    t.add_argument("--corpus", type=int, default=bt.DEFAULT_CORPUS, help="captioned images")
+    t.add_argument("--seed", type=int, default=bt.DEFAULT_SEED)
+    t.add_argument("--lr", type=float, default=bt.DEFAULT_LR)
+    t.add_argument("--out", type=Path, default=None, help="default: the shipped checkpoint")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=_cmd_build_teacher)
+
+    s = sub.add_parser("build-student", help="pre-train the demo timm student on photos only")
+    s.add_argument("--steps", type=int, default=bs.DEFAULT_STEPS)
+    s.add_argument("--batch", type=int, default=bs.DEFAULT_BATCH)
+    s.add_argument("--images", type=int, default=bs.DEFAULT_IMAGES, help="photo images")
+    s.add_argument("--seed", type=int, default=bs.DEFAULT_SEED)
+    s.add_argument("--lr", type=float, default=bs.DEFAULT_LR)
+    s.add_argument("--out", type=Path, default=None, help="default: the shipped checkpoint")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=_cmd_build_student)
+
+    b = sub.add_parser("benchmark", help="generate the benchmark (if missing); print its path")
+    b.add_argument("--root", type=Path, default=None,
+                   help="data dir (default $VL2V_DATA_DIR or ~/.cache/vl2v/data)")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=_cmd_benchmark)
+
+    e = sub.add_parser("evaluate", help="teacher zero-shot and student linear-probe table")
+    e.add_argument("--teacher", type=Path, default=None, help="default: shipped checkpoint")
+    e.add_argument("--student", type=Path, default=None, help="default: shipped checkpoint")
+    e.add_argument("--n-per-class", type=int, default=80, help="images per class per style")
+    e.add_argument("--start", type=int, default=0, help="first image index")
+    e.add_argument("--json", type=Path, default=None, help="also write the results here")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    e.set_defaults(func=_cmd_evaluate)
+
+    v = sub.add_parser("verify", help="check the shipped weights against SHA256SUMS")
+    v.set_defaults(func=_cmd_verify)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
