@@ -161,8 +161,11 @@ def test_killed_fetch_resumes_without_paying_twice(vendor, data, tmp_path) -> No
     assert sum(e["queries"] for e in entries) == len(distinct)
     keys = Counter(e["idempotency_key"] for e in entries)
     assert max(keys.values()) == 1  # no chunk charged twice
+    # Chunks charged before the kill but never stored were resent and replayed for free.
+    assert _ledger_sum(cache, "charged", "last") == len(distinct) - charged_before
     print(f"\nKILL-RESUME items={len(distinct)} cached_at_kill={cached_before} "
           f"charged_at_kill={charged_before} rerun_sent={_ledger_sum(cache, 'sent', 'last')} "
+          f"rerun_charged={_ledger_sum(cache, 'charged', 'last')} "
           f"rerun_cache_hits={_ledger_sum(cache, 'cache_hits', 'last')} "
           f"charged_total={usage['budget']['used']}")
 
