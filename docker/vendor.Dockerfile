@@ -64,5 +64,6 @@ VOLUME ["/data"]
 EXPOSE 8000
 # python, not curl: python:3.11-slim and Debian's minimal base have no curl.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
+    CMD ["python3", "-c", \
+         "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
 CMD ["vendor-service", "serve", "--host", "0.0.0.0", "--port", "8000"]

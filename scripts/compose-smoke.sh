@@ -86,8 +86,9 @@ def png_b64(width=48, height=32):
     def chunk(tag, data):
         return struct.pack(">I", len(data)) + tag + data + struct.pack(
             ">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-    raw = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    raw = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+           + chunk(b"IEND", b""))
     return base64.b64encode(raw).decode()
 
 
@@ -99,9 +100,9 @@ def call(method, url, token, body=None):
         req.add_header("Authorization", "Bearer " + token)
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, dict(resp.headers), json.load(resp)
+            return resp.status, resp.headers, json.load(resp)
     except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), err.read().decode(errors="replace")
+        return err.code, err.headers, err.read().decode(errors="replace")
 
 
 def fail(msg):
@@ -140,7 +141,8 @@ def main(argv):
         if status != 200:
             fail(f"models: HTTP {status}: {out}")
         card = out["data"][0]
-        print(json.dumps({k: card.get(k) for k in ("id", "pretrained", "trained", "embed_dim", "fingerprint")}))
+        keys = ("id", "pretrained", "trained", "embed_dim", "fingerprint")
+        print(json.dumps({k: card.get(k) for k in keys}))
     elif cmd == "embed":
         embed(base, argv[2], argv[3], int(argv[4]))
     elif cmd == "usage":
@@ -172,7 +174,9 @@ wait_healthy() {
     done
 }
 
-log "compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || echo '?')); project $COMPOSE_PROJECT_NAME; base image $BASE_IMAGE; port $VENDOR_PORT"
+COMPOSE_VERSION=$("${COMPOSE[@]}" version --short 2>/dev/null || echo '?')
+log "compose: ${COMPOSE[*]} ($COMPOSE_VERSION); project $COMPOSE_PROJECT_NAME"
+log "base image $BASE_IMAGE; torch index ${TORCH_INDEX_URL:-(Dockerfile default)}; port $VENDOR_PORT"
 
 CURRENT="compose config rejects a missing admin token"
 if env -u VENDOR_ADMIN_TOKEN VENDOR_ADMIN_TOKEN= "${COMPOSE[@]}" config >"$WORK/cfg.log" 2>&1; then
@@ -189,11 +193,13 @@ if [ -n "${TORCH_WHEELS:-}" ]; then
     log "torch wheels for the build: ${COPIED_WHEELS[*]}"
 fi
 compose build vendor >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; false; }
-grep -E '^(torch|torchvision)==' "$WORK/build.log" | sed 's/^/    installed /' || true
-ok "build vendor image ($VENDOR_IMAGE, $(docker image inspect -f '{{.Size}}' "$VENDOR_IMAGE" | awk '{printf "%.2f GB", $1/1e9}'))"
+SIZE=$(docker image inspect -f '{{.Size}}' "$VENDOR_IMAGE" | awk '{printf "%.2f GB", $1/1e9}')
+TORCH=$(docker run --rm --entrypoint python3 "$VENDOR_IMAGE" -c \
+    'import torch, torchvision; print(torch.__version__, torchvision.__version__)')
+ok "build vendor image ($VENDOR_IMAGE, $SIZE, torch/torchvision $TORCH)"
 
 CURRENT="up + healthy"
-compose up -d vendor
+compose up -d vendor >>"$WORK/compose.log" 2>&1 || { cat "$WORK/compose.log"; false; }
 wait_healthy
 log "readyz: $(http readyz "$BASE_URL")"
 ok "$CURRENT (HEALTHCHECK on /readyz)"
@@ -213,25 +219,34 @@ CURRENT="image + text query through the published port"
 CARD=$(http card "$BASE_URL")
 DIM=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["embed_dim"])' "$CARD")
 log "model card: $CARD"
+# The default stack must serve the shipped demo teacher (trained weights), not random ones.
+python3 -c 'import json,sys; c=json.loads(sys.argv[1]); want=sys.argv[2]
+assert c["id"] == want, (c["id"], want)
+assert c["trained"] or want != "vl2v-demo", "the demo teacher is served with random weights"' \
+    "$CARD" "${VENDOR_MODEL__NAME:-vl2v-demo}"
 http embed "$BASE_URL" "$KEY" images "$DIM"
 http embed "$BASE_URL" "$KEY" texts "$DIM"
 BEFORE=$(http usage "$BASE_URL" "$KEY")
-python3 -c 'import json,sys; u=json.loads(sys.argv[1]); assert u["budget"]["used"]==2 and len(u["ledger"])==2, u' "$BEFORE"
-ok "$CURRENT (2 queries charged, 2 ledger rows)"
+python3 -c 'import json,sys; u=json.loads(sys.argv[1]); assert u["budget"]["used"]==2, u
+assert len(u["ledger"])==2, u' "$BEFORE"
+ok "$CURRENT (model $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$CARD"); 2 queries charged, 2 ledger rows)"
 
 CURRENT="ledger survives down + up"
-compose down
-compose up -d vendor
+compose down >>"$WORK/compose.log" 2>&1 || { cat "$WORK/compose.log"; false; }
+compose up -d vendor >>"$WORK/compose.log" 2>&1 || { cat "$WORK/compose.log"; false; }
 wait_healthy
 AFTER=$(http usage "$BASE_URL" "$KEY")
 if [ "$BEFORE" != "$AFTER" ]; then
     log "usage before: $BEFORE"; log "usage after:  $AFTER"; false
 fi
 log "usage after restart: $AFTER"
-ok "$CURRENT (key, budget and ledger unchanged)"
+http embed "$BASE_URL" "$KEY" texts "$DIM"
+python3 -c 'import json,sys; u=json.loads(sys.argv[1]); assert u["budget"]["used"]==3, u' \
+    "$(http usage "$BASE_URL" "$KEY")"
+ok "$CURRENT (key, budget and ledger unchanged; the key still spends: used 2 -> 3)"
 
 CURRENT="teardown removes the volume"
-compose down -v --remove-orphans
+compose down -v --remove-orphans >>"$WORK/compose.log" 2>&1 || { cat "$WORK/compose.log"; false; }
 if docker volume ls -q | grep -qx "${COMPOSE_PROJECT_NAME}_vendor-data"; then
     log "volume ${COMPOSE_PROJECT_NAME}_vendor-data still exists"; false
 fi
