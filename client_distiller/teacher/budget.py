@@ -103,10 +103,21 @@ class BudgetLedger:
         return None if row is None or row[0] is None else int(row[0])
 
     def timeline(self) -> list[tuple[float, int, int, int | None]]:
-        """(time, sent, cache_hits, budget_remaining) per event, oldest first."""
-        return [tuple(r) for r in self._db.execute(
-            "SELECT time, sent, cache_hits, budget_remaining FROM events ORDER BY id"
-        )]
+        """(time, sent, cache_hits, budget_remaining) per event, oldest first.
+
+        ``budget_remaining`` is the lowest report so far within the event's run (concurrent
+        requests are recorded out of charge order; see ``last_budget_remaining``).
+        """
+        out, run, low = [], None, None
+        for t, run_id, sent, hits, rem in self._db.execute(
+            "SELECT time, run_id, sent, cache_hits, budget_remaining FROM events ORDER BY id"
+        ):
+            if run_id != run:
+                run, low = run_id, None
+            if rem is not None:
+                low = rem if low is None else min(low, rem)
+            out.append((t, sent, hits, low if rem is not None else None))
+        return out
 
     def runs(self) -> int:
         """Number of distinct runs recorded."""
