@@ -80,9 +80,14 @@ def load_model(settings: ModelSettings) -> LoadedModel:
     if settings.name not in open_clip.list_models():
         raise ModelUnavailable(f"unknown open_clip architecture {settings.name!r}")
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            settings.name, pretrained=pretrained, device="cpu", precision="fp32"
-        )
+        # Random weights (test models) are seeded: otherwise each worker process and each
+        # restart serves a different model (fingerprint), and clients re-buy their whole cache.
+        with torch.random.fork_rng(devices=[]):
+            if pretrained is None:
+                torch.manual_seed(0)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                settings.name, pretrained=pretrained, device="cpu", precision="fp32"
+            )
     except Exception as exc:  # open_clip raises RuntimeError/OSError/... for bad weights
         raise ModelUnavailable(f"could not load {settings.name!r} ({pretrained}): {exc}") from exc
     model.eval().requires_grad_(False)
