@@ -211,22 +211,34 @@ def fetch_plan(plan: Plan, teacher, *, progress: bool = True, batch_size: int = 
     out = PlanEmbeddings(fingerprint=card.fingerprint, logit_scale=card.logit_scale,
                          image_size=card.image_size)
     count = plan.count()
+    # A CachedTeacher reports cache hits and then each chunk as it lands, so the bar moves
+    # while a batch is still in flight (a slow vendor takes a while per batch).
+    live = hasattr(teacher, "progress")
     with tqdm(total=count.total, unit="q", desc="teacher", disable=not progress,
               dynamic_ncols=True) as bar:
-        texts = [q.text for q in plan.text_queries]
-        emb = teacher.embed_texts(texts, purpose=CLASS_TEXTS)
-        n_classes = len(plan.dataset.classes)
-        out.prompt_texts = emb.reshape(len(plan.prompts), n_classes, -1)
-        out.class_texts = class_text_embeddings(out.prompt_texts)
-        bar.update(len(texts))
-        for purpose, queries, images in iter_image_batches(plan, card.image_size, batch_size):
-            emb = teacher.embed_images(images, purpose=purpose)
-            for q, e in zip(queries, emb):
-                if purpose == EVAL_IMAGES:
-                    out.eval[q.sample.id] = e
-                else:
-                    out.train[(q.sample.id, q.view)] = e
-            bar.update(len(queries))
+        if live:
+            teacher.progress = bar.update
+        try:
+            texts = [q.text for q in plan.text_queries]
+            emb = teacher.embed_texts(texts, purpose=CLASS_TEXTS)
+            n_classes = len(plan.dataset.classes)
+            out.prompt_texts = emb.reshape(len(plan.prompts), n_classes, -1)
+            out.class_texts = class_text_embeddings(out.prompt_texts)
+            if not live:
+                bar.update(len(texts))
+            for purpose, queries, images in iter_image_batches(plan, card.image_size,
+                                                               batch_size):
+                emb = teacher.embed_images(images, purpose=purpose)
+                for q, e in zip(queries, emb):
+                    if purpose == EVAL_IMAGES:
+                        out.eval[q.sample.id] = e
+                    else:
+                        out.train[(q.sample.id, q.view)] = e
+                if not live:
+                    bar.update(len(queries))
+        finally:
+            if live:
+                teacher.progress = None
     return out
 
 

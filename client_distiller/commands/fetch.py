@@ -17,7 +17,12 @@ from client_distiller.commands.common import (
     teacher_from_args,
 )
 from client_distiller.plan import fetch_plan
-from client_distiller.teacher import BudgetExhausted, CachedTeacher, QueryCapReached
+from client_distiller.teacher import (
+    BudgetExhausted,
+    CachedTeacher,
+    LocalTeacher,
+    QueryCapReached,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _summary(teacher: CachedTeacher) -> str:
     remaining = teacher.budget_remaining
+    if isinstance(teacher.teacher, LocalTeacher):
+        return (f"computed {teacher.sent} queries locally (nothing paid), "
+                f"{teacher.cache_hits} cache hits")
     return (f"sent {teacher.sent} queries (vendor charged {teacher.charged}), "
             f"{teacher.cache_hits} cache hits"
             + ("" if remaining is None else f", vendor budget remaining {remaining}"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -48,6 +48,9 @@ class CachedTeacher:
         self.cache_hits = 0
         self.budget_remaining: int | None = None
         self._reserved = 0  # items sent or in flight, for the cap check
+        #: called with a count of items as they are resolved (cache hits, then each chunk), so a
+        #: progress bar moves while a large call is still in flight.
+        self.progress: Callable[[int], None] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -101,6 +104,8 @@ class CachedTeacher:
         miss_keys = list(miss_index)
         hits = len(keys) - len(miss_keys)
         self.cache_hits += hits
+        if self.progress is not None and hits:
+            self.progress(hits)
         if hits:
             self.ledger.record(stage=self.stage, purpose=purpose, endpoint=endpoint,
                                fingerprint=self.card.fingerprint, cache_hits=hits,
@@ -127,6 +132,8 @@ class CachedTeacher:
             self.cache.put_many(dict(zip(chunk_keys, res.embeddings)))
             for k, v in zip(chunk_keys, res.embeddings):
                 found[k] = v
+            if self.progress is not None:
+                self.progress(len(chunk_keys))
             with self._lock:
                 self.sent += len(chunk_keys)
                 self.charged += res.charged

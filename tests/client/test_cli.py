@@ -57,7 +57,7 @@ def test_local_teacher_estimate_fetch_report(tiny_dataset: Path, tmp_path: Path,
     assert main(["estimate", *args]) == 0
     assert "image queries to send: 54, text queries to send: 3" in capsys.readouterr().out
     assert main(["fetch", *args, "--no-progress"]) == 0
-    assert "sent 57 queries" in capsys.readouterr().out
+    assert "computed 57 queries locally (nothing paid), 0 cache hits" in capsys.readouterr().out
     assert main(["estimate", *args]) == 0
     assert "image queries to send: 0" in capsys.readouterr().out
     plot = tmp_path / "p.png"
