@@ -13,6 +13,8 @@
 #                     for the build (offline builds); removed again afterwards
 #   SMOKE_PORT        host port to publish (default 18000, so a running vendor on 8000 is safe)
 #   SMOKE_HEALTH_TIMEOUT  seconds to wait for a healthy container (default 300)
+#   SMOKE_DEMO=1      also build the `demo` profile's client and run a 2-step distillation
+#                     through it against the vendor (http://vendor:8000); off by default
 # The stack runs as its own compose project (default vl2v-smoke) with a generated admin token;
 # `down -v` at the end (and on any failure) removes its containers and volumes only.
 set -euo pipefail
@@ -55,7 +57,7 @@ cleanup() {
         compose logs --no-color --tail=40 vendor 2>&1 | sed 's/^/    /' || true
     fi
     log "teardown: ${COMPOSE[*]} down -v"
-    compose down -v --remove-orphans >"$WORK/down.log" 2>&1 || cat "$WORK/down.log"
+    compose --profile demo down -v --remove-orphans >"$WORK/down.log" 2>&1 || cat "$WORK/down.log"
     for w in "${COPIED_WHEELS[@]}"; do rm -f "$w"; done
     rm -rf "$WORK"
     echo "================ compose smoke summary ================"
@@ -229,7 +231,8 @@ http embed "$BASE_URL" "$KEY" texts "$DIM"
 BEFORE=$(http usage "$BASE_URL" "$KEY")
 python3 -c 'import json,sys; u=json.loads(sys.argv[1]); assert u["budget"]["used"]==2, u
 assert len(u["ledger"])==2, u' "$BEFORE"
-ok "$CURRENT (model $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$CARD"); 2 queries charged, 2 ledger rows)"
+MODEL=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$CARD")
+ok "$CURRENT (model $MODEL; 2 queries charged, 2 ledger rows)"
 
 CURRENT="ledger survives down + up"
 compose down >>"$WORK/compose.log" 2>&1 || { cat "$WORK/compose.log"; false; }
@@ -245,9 +248,25 @@ python3 -c 'import json,sys; u=json.loads(sys.argv[1]); assert u["budget"]["used
     "$(http usage "$BASE_URL" "$KEY")"
 ok "$CURRENT (key, budget and ledger unchanged; the key still spends: used 2 -> 3)"
 
+if [ "${SMOKE_DEMO:-0}" = 1 ]; then
+    CURRENT="demo profile: client container distills from the vendor"
+    compose --profile demo build demo >"$WORK/build-demo.log" 2>&1 \
+        || { tail -40 "$WORK/build-demo.log"; false; }
+    # The compose command is the full demo (minutes of training); the smoke only needs the
+    # wiring: key from the entrypoint, vendor by its compose name, data, train, results.
+    compose --profile demo run --rm demo client-distiller run --data demo \
+        --target-domain sketch --algorithms adip --views 1 --steps 2 --align-steps 2 \
+        --out /work/runs/smoke --no-progress >"$WORK/demo.log" 2>&1 \
+        || { tail -40 "$WORK/demo.log"; false; }
+    grep -E "created API key|queries sent|adip .*OOD" "$WORK/demo.log" | sed 's/^/    /'
+    grep -q "| adip |" "$WORK/demo.log"
+    ok "$CURRENT"
+fi
+
 CURRENT="teardown removes the volume"
-compose down -v --remove-orphans >>"$WORK/compose.log" 2>&1 || { cat "$WORK/compose.log"; false; }
-if docker volume ls -q | grep -qx "${COMPOSE_PROJECT_NAME}_vendor-data"; then
-    log "volume ${COMPOSE_PROJECT_NAME}_vendor-data still exists"; false
+compose --profile demo down -v --remove-orphans >>"$WORK/compose.log" 2>&1 \
+    || { cat "$WORK/compose.log"; false; }
+if docker volume ls -q | grep -E "^${COMPOSE_PROJECT_NAME}_(vendor-data|demo-work)$"; then
+    log "the volumes above still exist"; false
 fi
 ok "$CURRENT"
