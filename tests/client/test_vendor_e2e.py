@@ -207,3 +207,25 @@ def test_bad_key_is_a_clear_error(vendor, data, tmp_path, capsys) -> None:
     assert main(["fetch", *_args(vendor, "vk_wrong", data, tmp_path / "c")]) == 1
     err = capsys.readouterr().err
     assert "error: HTTP 401" in err and "Traceback" not in err
+
+
+def test_local_teacher_matches_the_vendor_bit_for_bit(vendor, tmp_path) -> None:
+    """Same weights (seeded random tiny model) and same bytes sent: same fingerprint, same
+    embeddings, so a cache filled by one teacher serves the other."""
+    import numpy as np
+    from PIL import Image
+
+    from client_distiller.teacher import LocalTeacher, RemoteTeacher
+
+    key = vendor.create_key(100)
+    client = httpx.Client(base_url=vendor.base_url, headers={"Authorization": f"Bearer {key}"})
+    remote = RemoteTeacher(client=client)
+    local = LocalTeacher(model=vendor.model)
+    assert remote.card.fingerprint == local.card.fingerprint
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8))
+              for _ in range(3)]
+    assert np.array_equal(remote.embed_images(images), local.embed_images(images))
+    texts = ["a photo of a fish", "a sketch of a tree"]
+    assert np.array_equal(remote.embed_texts(texts), local.embed_texts(texts))
+    client.close()
