@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from client_distiller.commands import estimate, fetch, report
+from client_distiller.commands import estimate, evaluate, fetch, predict, report, run
 from client_distiller.commands.common import EXIT_BUDGET, EXIT_CAP, EXIT_ERROR, UserError
 from client_distiller.data import DatasetError
 from client_distiller.teacher import BudgetExhausted, QueryCapReached, TeacherError
@@ -21,9 +21,9 @@ COMMANDS = {
     "estimate": estimate,
     "fetch": fetch,
     "report": report,
-    "run": __import__("client_distiller.commands.run", fromlist=["run"]),
-    "predict": __import__("client_distiller.commands.predict", fromlist=["predict"]),
-    "evaluate": __import__("client_distiller.commands.evaluate", fromlist=["evaluate"]),
+    "run": run,
+    "predict": predict,
+    "evaluate": evaluate,
 }
 
 
