@@ -155,7 +155,11 @@ class CachedTeacher:
             try:
                 send(to_send)
             except BudgetExhausted as exc:
-                self._spend_the_rest(exc, [k for k in to_send if k not in found], send)
+                # Nothing is in flight any more, and a 402 charges nothing: give the refused
+                # requests' items back to the cap before spending what the budget has left.
+                with self._lock:
+                    self._reserved = self.sent
+                self._spend_the_rest(exc, to_send, found, send)
                 raise
         if capped:
             raise QueryCapReached(self._cap_message(len(miss_keys)))
@@ -164,7 +168,8 @@ class CachedTeacher:
             return np.zeros((0, dim), dtype=np.float32)
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
 
-    def _spend_the_rest(self, exc: BudgetExhausted, unsent: list[str], send) -> None:
+    def _spend_the_rest(self, exc: BudgetExhausted, wanted: list[str], found: dict,
+                        send: Callable[[list[str]], None]) -> None:
         """After a 402, buy as many of the unsent items as the budget left still pays for.
 
         The refused chunk was bigger than what remains; smaller requests use up the budget
@@ -172,16 +177,21 @@ class CachedTeacher:
         a smaller request is refused as well.
         """
         remaining = exc.remaining
-        while remaining and unsent:
+        while remaining:
+            # Recomputed each round: part of a refused round may have arrived and been stored.
+            unsent = [k for k in wanted if k not in found]
+            if not unsent:
+                return
             batch = unsent[:remaining]
             try:
                 send(batch)
             except BudgetExhausted as again:
+                with self._lock:
+                    self._reserved = self.sent
                 if again.remaining is None or again.remaining >= remaining:
                     return
                 remaining = again.remaining
                 continue
-            unsent = unsent[len(batch):]
             remaining = self.budget_remaining or 0
 
     def _cap_message(self, needed: int) -> str:

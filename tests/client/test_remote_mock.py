@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
 from collections.abc import Callable
 
 import httpx
@@ -149,3 +150,43 @@ def test_results_keep_order_across_concurrent_chunks() -> None:
     out = t.embed_texts([str(i) for i in range(10)])
     assert np.array_equal(out[:, 0], np.arange(10, dtype=np.float32))
     assert sorted(_n_items(r) for r in vendor.requests) == [1, 3, 3, 3]
+
+
+def test_after_a_402_the_rest_of_the_budget_is_spent_without_paying_twice(tmp_path) -> None:
+    """Requests #2 and #4 are refused with stale (too high) remaining budgets, as happens when
+    concurrent requests are charged in between; what is left is then bought exactly, and no
+    item is ever charged twice."""
+    from client_distiller.teacher import BudgetLedger, CachedTeacher, QueryCache
+
+    state = {"remaining": 20, "charged": Counter()}
+    stale = {2: 6, 4: 2}
+
+    def script(k: int, req: httpx.Request) -> httpx.Response:
+        texts = json.loads(req.content)["texts"]
+        if k in stale or len(texts) > state["remaining"]:
+            rem = stale.get(k, state["remaining"])
+            return httpx.Response(402, headers={"X-Budget-Remaining": str(rem)},
+                                  json={"error": {"code": "budget_exceeded", "message": "no"}})
+        state["remaining"] -= len(texts)
+        state["charged"].update(texts)
+        body = _embedding_response(len(texts))
+        body["budget"]["remaining"] = state["remaining"]
+        return httpx.Response(200, json=body)
+
+    card = {**CARD, "max_items_per_request": 4}
+    vendor = Vendor(script)
+    vendor_card = lambda req: httpx.Response(200, json={"data": [card]})  # noqa: E731
+    transport = httpx.MockTransport(
+        lambda r: vendor_card(r) if r.url.path == "/v1/models" else vendor(r))
+    client = httpx.Client(transport=transport, base_url="http://vendor")
+    remote = RemoteTeacher(client=client, concurrency=1, sleep=lambda s: None)
+    teacher = CachedTeacher(remote, QueryCache(tmp_path), BudgetLedger(tmp_path))
+    texts = [f"t{i}" for i in range(20)]
+    with pytest.raises(BudgetExhausted):
+        teacher.embed_texts(texts)
+    assert state["remaining"] == 0
+    assert sorted(state["charged"]) == sorted(texts) and max(state["charged"].values()) == 1
+    assert teacher.sent == 20 and len(teacher.cache) == 20
+    assert teacher.embed_texts(texts).shape == (20, DIM)  # all from the cache now
+    assert len(vendor.requests) == 8  # 4 + 4, refused, 4, refused, 2, 4 + 2
+    teacher.close()
