@@ -81,7 +81,7 @@ def dataset_from_args(args: argparse.Namespace) -> DomainFolder:
     data = str(args.data)
     if data != "demo" and not Path(data).is_dir():
         raise UserError(f"--data: no such folder: {data}")
-    dataset = resolve_dataset(data)
+    dataset = resolve_dataset(data, progress=True)
     if dataset.skipped:
         print(f"warning: skipped {len(dataset.skipped)} unreadable image(s), e.g. "
               f"{dataset.skipped[0].path} ({dataset.skipped[0].reason})")

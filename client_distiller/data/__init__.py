@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-def resolve_dataset(data: str, *, verify: bool = True) -> DomainFolder:
+def resolve_dataset(data: str, *, verify: bool = True, progress: bool = False) -> DomainFolder:
     """Open ``data`` as a dataset: a folder path, or ``demo`` for the generated demo benchmark."""
     from pathlib import Path
 
@@ -40,5 +40,6 @@ def resolve_dataset(data: str, *, verify: bool = True) -> DomainFolder:
             from demo_world.assets import ensure_demo_benchmark
         except ImportError as exc:  # the demo world is not built in this checkout
             raise DatasetError(f"the demo benchmark is not available: {exc}") from exc
-        return DomainFolder(Path(ensure_demo_benchmark(root=None)), verify=verify)
-    return DomainFolder(Path(data), verify=verify)
+        return DomainFolder(Path(ensure_demo_benchmark(root=None)), verify=verify,
+                            progress=progress)
+    return DomainFolder(Path(data), verify=verify, progress=progress)

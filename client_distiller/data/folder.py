@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +107,12 @@ class DomainFolder:
     Args:
         root: dataset folder.
         verify: decode every image while scanning (so a corrupt file is found now, not mid-run).
+        progress: show a progress bar while scanning (large folders take a while to verify).
     """
 
     root: Path
     verify: bool = True
+    progress: bool = False
     domains: list[str] = field(init=False)
     classes: list[str] = field(init=False)
     samples: list[Sample] = field(init=False)
@@ -139,12 +142,14 @@ class DomainFolder:
         if not self.classes:
             raise DatasetError(f"{self.root}: domains have no class folders")
         self.samples, self.skipped = [], []
-        for dom in domain_dirs:
-            for label, cls in enumerate(self.classes):
-                for path in sorted((dom / cls).rglob("*")):
-                    if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
-                        continue
-                    self._add(path, dom.name, label)
+        files = [(path, dom.name, label)
+                 for dom in domain_dirs
+                 for label, cls in enumerate(self.classes)
+                 for path in sorted((dom / cls).rglob("*"))
+                 if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES]
+        for path, domain, label in tqdm(files, desc="scan dataset", unit="img", leave=False,
+                                        disable=not self.progress):
+            self._add(path, domain, label)
         for s in self.skipped:
             log.warning("skipping unreadable image %s: %s", s.path, s.reason)
         if not self.samples:
