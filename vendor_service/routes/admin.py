@@ -24,7 +24,8 @@ from vendor_service.settings import VendorSettings
 router = APIRouter(
     prefix="/v1/admin",
     tags=["admin"],
-    responses={s: {"model": ErrorResponse} for s in (401, 403, 404)},
+    # 400: a body that is not JSON; 413: a body over the size limit (both before validation).
+    responses={s: {"model": ErrorResponse} for s in (400, 401, 403, 404, 413)},
 )
 
 
