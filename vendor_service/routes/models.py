@@ -12,14 +12,25 @@ from vendor_service.settings import VendorSettings
 router = APIRouter(prefix="/v1", tags=["models"])
 
 
+def _description(model: LoadedModel) -> str:
+    from demo_world.assets import DEMO_TEACHER_MODEL
+
+    if model.name == DEMO_TEACHER_MODEL and model.trained:
+        from demo_world.assets import DEMO_TEACHER_DESCRIPTION
+
+        return DEMO_TEACHER_DESCRIPTION
+    if not model.trained:
+        return f"{model.name}: random weights (untrained), for tests only"
+    return f"{model.name} ({model.pretrained}) served by vendor-service"
+
+
 def model_card(model: LoadedModel, settings: VendorSettings) -> ModelCard:
     """The public description of the served model and its prices."""
     return ModelCard(
         id=model.name,
         pretrained=model.pretrained,
         trained=model.trained,
-        description="open_clip model served by vendor-service"
-        + ("" if model.trained else " (random weights: untrained, for tests)"),
+        description=_description(model),
         fingerprint=model.fingerprint,
         embed_dim=model.embed_dim,
         image_size=model.image_size,
