@@ -52,7 +52,7 @@ REDUCED = Level("reduced", threads=16, requests_per_thread=6, keys=3, budget=60,
                 vendor_kills=1, client_kills=1, train_kills=1, fuzz_examples=10,
                 fuzz_min_requests=150)
 FULL = Level("full", threads=64, requests_per_thread=16, keys=4, budget=300,
-             vendor_kills=5, client_kills=3, train_kills=2, fuzz_examples=120,
+             vendor_kills=5, client_kills=3, train_kills=2, fuzz_examples=150,
              fuzz_min_requests=1000)
 
 #: ``@pytest.mark.parametrize("level", LEVELS)``: reduced in make test, full in make reliability.
