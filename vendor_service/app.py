@@ -36,8 +36,8 @@ def create_app(
         torch.set_num_threads(settings.inference_threads)
         own_store = store is None
         app.state.store = store if store is not None else SQLiteStore(settings.db_path)
-        app.state.model = model if model is not None else await run_in_threadpool(
-            load_model, settings.model
+        app.state.model = (
+            model if model is not None else await run_in_threadpool(load_model, settings.model)
         )
         batcher = Batcher(
             app.state.model.model,

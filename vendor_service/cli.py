@@ -12,8 +12,8 @@ import os
 import shutil
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 # flag dest -> env var read by VendorSettings (workers get settings through the environment)
 _SERVE_ENV = {

@@ -1,6 +1,6 @@
 """pytest fixtures around ``start_vendor``; import them into a conftest or test module:
 
-    from tests.helpers.fixtures import vendor, vendor_factory  # noqa: F401
+from tests.helpers.fixtures import vendor, vendor_factory  # noqa: F401
 """
 
 from __future__ import annotations

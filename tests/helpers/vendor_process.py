@@ -71,6 +71,7 @@ class VendorProcess:
         self.ready_timeout = ready_timeout
         self._env = env
         self.proc: subprocess.Popen[bytes] | None = None
+        self._starts = 1  # uvicorn startup lines expected in the (appended) log = workers x starts
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -81,12 +82,11 @@ class VendorProcess:
             "--model", self.model, "--data-dir", str(self.data_dir),
             "--workers", str(self.workers), "--log-level", "info", "--no-access-log",
         ]  # fmt: skip
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO_ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO_ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
         self._wait_ready()
         return self
 
@@ -112,16 +112,13 @@ class VendorProcess:
         # make early requests wait. uvicorn logs one startup line per ready worker.
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
-            if self.log_path.read_text(errors="replace").count("Application startup complete") >= (
-                self.workers * self._starts
-            ):
+            started = self.log_path.read_text(errors="replace").count(
+                "Application startup complete"
+            )
+            if started >= self.workers * self._starts:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"not all {self.workers} workers started:\n{self.log_tail()}")
-
-    @property
-    def _starts(self) -> int:
-        return self._env_starts
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
@@ -176,13 +173,13 @@ class VendorProcess:
         """Stop (if running) and start again on the same port and data dir."""
         if self.proc is not None and self.proc.poll() is None:
             self.stop()
-        self._env_starts += 1
+        self._starts += 1
         return self.start()
 
-    def __enter__(self) -> VendorProcess:
+    def __enter__(self) -> VendorProcess:  # noqa: PYI034
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- API shortcuts -----------------------------------------------------------------------
@@ -263,5 +260,4 @@ def start_vendor(
         log_path=Path(tmp_path) / "vendor.log",
         ready_timeout=ready_timeout,
     )
-    vendor._env_starts = 1
     return vendor.start()

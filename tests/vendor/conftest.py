@@ -70,9 +70,7 @@ class Api:
 
 
 @pytest.fixture
-def make_api(
-    tmp_path: Path, tiny_model: LoadedModel
-) -> Iterator[Callable[..., Any]]:
+def make_api(tmp_path: Path, tiny_model: LoadedModel) -> Iterator[Callable[..., Any]]:
     """``with make_api(limits={...}) as api:`` builds a fresh app on a fresh SQLite file."""
 
     @contextmanager

@@ -204,7 +204,9 @@ def test_invalid_texts_are_refused_and_not_charged(api, payload, code):
 def test_non_json_body_is_422(api):
     _, h, _ = api.new_key(10)
     r = api.client.post(
-        "/v1/embeddings/texts", content=b"{not json", headers={**h, "content-type": "application/json"}
+        "/v1/embeddings/texts",
+        content=b"{not json",
+        headers={**h, "content-type": "application/json"},
     )
     assert_error(r, 422, "invalid_request")
 
@@ -243,7 +245,9 @@ def test_missing_wrong_and_revoked_keys_get_401(api):
         401,
     )
     bad = {"Authorization": "Bearer vk_wrong"}
-    assert_error(api.client.post("/v1/embeddings/texts", json=body, headers=bad), 401, "invalid_key")
+    assert_error(
+        api.client.post("/v1/embeddings/texts", json=body, headers=bad), 401, "invalid_key"
+    )
     assert_error(api.client.get("/v1/usage", headers=bad), 401)
     _, h, key_id = api.new_key(10)
     assert api.client.post("/v1/embeddings/texts", json=body, headers=h).is_success
@@ -265,7 +269,9 @@ def test_keys_are_stored_hashed(api):
 
 def test_rate_limit_429_with_retry_after(api):
     _, h, key_id = api.new_key(100, rate_limit_rps=0.01, rate_limit_burst=2)
-    ok = [api.client.post("/v1/embeddings/texts", json={"texts": ["a"]}, headers=h) for _ in range(2)]
+    ok = [
+        api.client.post("/v1/embeddings/texts", json={"texts": ["a"]}, headers=h) for _ in range(2)
+    ]
     assert all(r.is_success for r in ok)
     r = api.client.post("/v1/embeddings/texts", json={"texts": ["a"]}, headers=h)
     assert_error(r, 429, "rate_limited")
@@ -320,12 +326,21 @@ def test_idempotency_in_flight_is_409(api):
     import json
 
     sha = hashlib.sha256(
-        json.dumps(["texts", {"normalize": True, "encoding_format": "float", "texts": ["a"]}],
-                   sort_keys=True).encode()
+        json.dumps(
+            ["texts", {"normalize": True, "encoding_format": "float", "texts": ["a"]}],
+            sort_keys=True,
+        ).encode()
     ).hexdigest()
     # The first request is still in flight (charged, no response stored yet).
-    api.store.charge(key_id, 1, request_id="req_first", endpoint="texts",
-                     owner=api.app.state.instance_id, idem_key="k1", body_sha256=sha)
+    api.store.charge(
+        key_id,
+        1,
+        request_id="req_first",
+        endpoint="texts",
+        owner=api.app.state.instance_id,
+        idem_key="k1",
+        body_sha256=sha,
+    )
     r = api.client.post("/v1/embeddings/texts", json=body, headers={**h, "Idempotency-Key": "k1"})
     assert_error(r, 409, "idempotency_in_flight")
     assert api.used(key_id) == 1
@@ -336,7 +351,9 @@ def test_idempotency_keys_are_per_api_key(api):
     _, h2, id2 = api.new_key(10)
     body = {"texts": ["a"]}
     api.client.post("/v1/embeddings/texts", json=body, headers={**h1, "Idempotency-Key": "same"})
-    r = api.client.post("/v1/embeddings/texts", json=body, headers={**h2, "Idempotency-Key": "same"})
+    r = api.client.post(
+        "/v1/embeddings/texts", json=body, headers={**h2, "Idempotency-Key": "same"}
+    )
     assert r.headers["x-queries-charged"] == "1"
     assert (api.used(id1), api.used(id2)) == (1, 1)
 
@@ -353,7 +370,9 @@ def test_inference_failure_is_refunded(make_api, tiny_model):
     with make_api(model=dataclasses.replace(tiny_model, model=broken_model)) as api:
         _, h, key_id = api.new_key(10)
         r = api.client.post(
-            "/v1/embeddings/texts", json={"texts": ["a", "b"]}, headers={**h, "Idempotency-Key": "x"}
+            "/v1/embeddings/texts",
+            json={"texts": ["a", "b"]},
+            headers={**h, "Idempotency-Key": "x"},
         )
         err = assert_error(r, 500, "inference_failed")
         assert "GPU on fire" not in err["message"]
@@ -363,16 +382,25 @@ def test_inference_failure_is_refunded(make_api, tiny_model):
         assert usage.requests == 0 and usage.queries_by_endpoint == {}
         # the idempotency key was released: the retry runs (and fails) again, not 409
         r2 = api.client.post(
-            "/v1/embeddings/texts", json={"texts": ["a", "b"]}, headers={**h, "Idempotency-Key": "x"}
+            "/v1/embeddings/texts",
+            json={"texts": ["a", "b"]},
+            headers={**h, "Idempotency-Key": "x"},
         )
         assert_error(r2, 500, "inference_failed")
 
 
 def test_stale_in_flight_charges_are_refunded_at_recovery(api):
-    _, h, key_id = api.new_key(10)
+    _, _, key_id = api.new_key(10)
     store = api.store
-    store.charge(key_id, 4, request_id="req_dead", endpoint="images", owner="inst_dead",
-                 idem_key="k", body_sha256="s")
+    store.charge(
+        key_id,
+        4,
+        request_id="req_dead",
+        endpoint="images",
+        owner="inst_dead",
+        idem_key="k",
+        body_sha256="s",
+    )
     store.charge(key_id, 2, request_id="req_live", endpoint="texts", owner="inst_live")
     assert store.get_key(key_id).used == 6
     assert store.recover_stale("inst_live") == 1
@@ -430,7 +458,9 @@ def test_admin_key_lifecycle(api):
 def test_admin_routes_need_the_admin_token(api):
     _, h, key_id = api.new_key(10)
     assert_error(api.client.get("/v1/admin/keys", headers=h), 403, "forbidden")
-    assert_error(api.client.post(f"/v1/admin/keys/{key_id}/topup", json={"queries": 5}, headers=h), 403)
+    assert_error(
+        api.client.post(f"/v1/admin/keys/{key_id}/topup", json={"queries": 5}, headers=h), 403
+    )
     assert_error(api.client.get("/v1/admin/keys"), 401)
     assert_error(api.client.get("/v1/admin/keys", headers={"Authorization": "Bearer nope"}), 401)
     assert api.store.get_key(key_id).limit == 10

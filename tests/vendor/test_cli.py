@@ -19,8 +19,16 @@ def _isolated_environ(monkeypatch):
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["serve"], ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "topup"],
-     ["keys", "revoke"], ["usage"]],
+    [
+        [],
+        ["serve"],
+        ["keys"],
+        ["keys", "create"],
+        ["keys", "list"],
+        ["keys", "topup"],
+        ["keys", "revoke"],
+        ["usage"],
+    ],
 )
 def test_every_subcommand_has_help(argv, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def _metric_sum(text: str, name: str) -> float:
-    return sum(float(m) for m in re.findall(rf"^{name}{{[^}}]*}} ([0-9.e+]+)$", text, re.M))
+    return sum(float(m) for m in re.findall(rf"^{name}{{[^}}]*}} ([0-9.e+]+)$", text, re.MULTILINE))
 
 
 def test_budget_is_exact_under_concurrent_load_with_two_workers(tmp_path):

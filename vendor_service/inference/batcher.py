@@ -11,9 +11,10 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 
@@ -123,7 +124,7 @@ class Batcher:
                     outs.append(encode(chunk).float())  # [b, D]
                     self._on_batch(kind, int(chunk.shape[0]))
             feats = torch.cat(outs)  # [N, D]
-        except Exception as exc:  # one bad batch fails its jobs, never the worker
+        except Exception as exc:  # noqa: BLE001 -- one bad batch fails its jobs, never the worker
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(exc)

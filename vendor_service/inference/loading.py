@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -96,8 +97,12 @@ def load_model(settings: ModelSettings) -> LoadedModel:
     cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
     size = cfg.get("size", getattr(model.visual, "image_size", 224))
     image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
-    mean = list(cfg.get("mean", getattr(model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN))
-    std = list(cfg.get("std", getattr(model.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD))
+    mean = list(
+        cfg.get("mean", getattr(model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
+    )
+    std = list(
+        cfg.get("std", getattr(model.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
+    )
     context_length = int(
         getattr(tokenizer, "context_length", None) or getattr(model, "context_length", 77)
     )

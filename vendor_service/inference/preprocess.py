@@ -10,7 +10,8 @@ import base64
 import binascii
 import io
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from PIL import Image
@@ -60,7 +61,7 @@ def decode_image(data: str, index: int, max_pixels: int) -> Image.Image:
         raise InputError(
             413, "image_too_large", f"images[{index}] is a decompression bomb"
         ) from None
-    except Exception:  # PIL raises many types for truncated/garbage data
+    except Exception:  # noqa: BLE001 -- PIL raises many types for truncated/garbage data
         raise InputError(
             400, "invalid_image", f"images[{index}] is not a readable PNG or JPEG image"
         ) from None

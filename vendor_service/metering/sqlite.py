@@ -152,17 +152,27 @@ class SQLiteStore:
             db.execute(
                 "INSERT INTO keys (id, name, key_hash, prefix, budget_limit, created_at,"
                 " rate_limit_rps, rate_limit_burst) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key_id, name, hash_key(clear), clear[:10], budget, _now(), rate_limit_rps,
-                 rate_limit_burst),
+                (
+                    key_id,
+                    name,
+                    hash_key(clear),
+                    clear[:10],
+                    budget,
+                    _now(),
+                    rate_limit_rps,
+                    rate_limit_burst,
+                ),
             )
         record = self.get_key(key_id)
         assert record is not None
         return clear, record
 
     def authenticate(self, clear_key: str) -> KeyRecord | None:
-        row = self._conn().execute(
-            "SELECT * FROM keys WHERE key_hash = ?", (hash_key(clear_key),)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT * FROM keys WHERE key_hash = ?", (hash_key(clear_key),))
+            .fetchone()
+        )
         return _key(row) if row else None
 
     def get_key(self, key_id: str) -> KeyRecord | None:
@@ -196,7 +206,9 @@ class SQLiteStore:
             return ChargeResult(ChargeOutcome.IN_FLIGHT, limit, used)
         return ChargeResult(ChargeOutcome.REPLAY, limit, used, bytes(row["response_body"]))
 
-    def lookup_idempotent(self, key_id: str, idem_key: str, body_sha256: str) -> ChargeResult | None:
+    def lookup_idempotent(
+        self, key_id: str, idem_key: str, body_sha256: str
+    ) -> ChargeResult | None:
         db = self._conn()
         row = db.execute(
             "SELECT * FROM idempotency WHERE key_id = ? AND idem_key = ?", (key_id, idem_key)

@@ -106,7 +106,9 @@ class Store(Protocol):
 
     def revoke(self, key_id: str) -> KeyRecord | None: ...
 
-    def lookup_idempotent(self, key_id: str, idem_key: str, body_sha256: str) -> ChargeResult | None:
+    def lookup_idempotent(
+        self, key_id: str, idem_key: str, body_sha256: str
+    ) -> ChargeResult | None:
         """Cheap pre-check of an Idempotency-Key; None when the key is unused."""
         ...
 
@@ -136,7 +138,9 @@ class Store(Protocol):
         """Refund every in-flight charge owned by another instance; returns how many."""
         ...
 
-    def usage(self, key_id: str, *, limit: int = 100, cursor: str | None = None) -> UsageSummary | None:
+    def usage(
+        self, key_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> UsageSummary | None:
         """Totals and one page of the ledger, newest first."""
         ...
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from typing import Annotated, Callable
+from collections.abc import Callable
+from typing import Annotated
 
 import torch
 from fastapi import APIRouter, Header
@@ -48,9 +49,7 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-_ERRORS = {
-    s: {"model": ErrorResponse} for s in (400, 401, 402, 409, 413, 422, 429, 500, 503)
-}
+_ERRORS = {s: {"model": ErrorResponse} for s in (400, 401, 402, 409, 413, 422, 429, 500, 503)}
 
 
 def _metered_headers(charged: int, remaining: int) -> dict[str, str]:
@@ -65,7 +64,10 @@ def _refusal(result: ChargeResult, queries: int) -> ApiError:
         )
     if result.outcome is ChargeOutcome.IN_FLIGHT:
         return ApiError(
-            409, "idempotency_in_flight", "a request with this Idempotency-Key is in flight", headers
+            409,
+            "idempotency_in_flight",
+            "a request with this Idempotency-Key is in flight",
+            headers,
         )
     if result.outcome is ChargeOutcome.INSUFFICIENT:
         return ApiError(
@@ -160,7 +162,9 @@ async def _embed(
         # must run even when this task is being cancelled.
         store.refund(meter.key_id, meter.request_id)
         if isinstance(exc, Exception):
-            raise ApiError(500, "inference_failed", "inference failed; nothing was charged") from None
+            raise ApiError(
+                500, "inference_failed", "inference failed; nothing was charged"
+            ) from None
         raise
     metrics.queries_charged.labels(kind).inc(n)
     return Response(
