@@ -13,17 +13,26 @@ class KeyCreateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(..., min_length=1, max_length=200)
-    budget: int = Field(..., ge=0, le=10**12, description="Queries this key may spend.")
-    rate_limit_rps: float | None = Field(
-        None, gt=0, le=1e6, description="Requests per second; null = the server default."
+    # strict: JSON `true` must not pass as 1 (or 1.0) for numbers that cost money
+    budget: int = Field(
+        ..., ge=0, le=10**12, strict=True, description="Queries this key may spend."
     )
-    rate_limit_burst: int | None = Field(None, ge=1, le=10**6)
+    rate_limit_rps: float | None = Field(
+        None,
+        gt=0,
+        le=1e6,
+        strict=True,
+        description="Requests per second; null = the server default.",
+    )
+    rate_limit_burst: int | None = Field(None, ge=1, le=10**6, strict=True)
 
 
 class KeyTopUpRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    queries: int = Field(..., ge=1, le=10**12, description="Queries added to the key's limit.")
+    queries: int = Field(
+        ..., ge=1, le=10**12, strict=True, description="Queries added to the key's limit."
+    )
 
 
 class KeyPublic(BaseModel):

@@ -30,6 +30,12 @@ class TokenBuckets:
             return (1.0 - tokens) / rps
 
 
+#: Retry-After never exceeds a day (a tiny per-key rps could otherwise ask for centuries/inf).
+MAX_RETRY_AFTER_S = 86_400
+
+
 def retry_after_header(wait_s: float) -> str:
     """Retry-After as an integer number of seconds, at least 1."""
+    if not math.isfinite(wait_s) or wait_s > MAX_RETRY_AFTER_S:
+        return str(MAX_RETRY_AFTER_S)
     return str(max(1, math.ceil(wait_s)))

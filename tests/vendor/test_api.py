@@ -292,6 +292,7 @@ def test_token_bucket_refills():
     assert wait == pytest.approx(0.5)
     assert b.take("k", 2.0, 2, now=0.6) == 0.0
     assert retry_after_header(0.01) == "1" and retry_after_header(2.2) == "3"
+    assert retry_after_header(float("inf")) == "86400" == retry_after_header(1e300)
 
 
 # -- idempotency -------------------------------------------------------------------------------
@@ -451,8 +452,12 @@ def test_admin_key_lifecycle(api):
     ]:
         kwargs = {"json": {"queries": 1}} if path.endswith("topup") else {}
         assert_error(getattr(api.client, method)(path, headers=ADMIN_H, **kwargs), 404)
-    bad = api.client.post("/v1/admin/keys", json={"name": "", "budget": -1}, headers=ADMIN_H)
-    assert_error(bad, 422)
+    for bad in (
+        {"name": "", "budget": -1},
+        {"name": "x", "budget": True},  # found by schemathesis: bool must not pass as 1
+        {"name": "x", "budget": 5, "rate_limit_burst": True},
+    ):
+        assert_error(api.client.post("/v1/admin/keys", json=bad, headers=ADMIN_H), 422)
 
 
 def test_admin_routes_need_the_admin_token(api):

@@ -84,6 +84,12 @@ class Batcher:
         except queue.Empty:
             return None
 
+    def _from_queue(self, timeout: float) -> Job | None:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
     def _run(self) -> None:
         while True:
             first = self._next(None)
@@ -93,12 +99,28 @@ class Batcher:
                     return
                 continue
             jobs, items = [first], first.size
+            # held jobs of this kind join first, in arrival order; the others keep waiting
+            keep: deque[Job] = deque()
+            while self._held:
+                job = self._held.popleft()
+                if job.kind == first.kind and items < self.max_batch:
+                    jobs.append(job)
+                    items += job.size
+                else:
+                    keep.append(job)
+            self._held = keep
             deadline = time.monotonic() + self.max_wait_s
             while items < self.max_batch:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                job = self._next(left)
+                # Jobs already queued join without waiting (so max_wait_ms=0 still batches
+                # whatever piled up while the model ran); only an empty queue waits.
+                # Read the queue only: a held job of the other kind popped here would be
+                # re-held at once, spinning until the deadline.
+                job = self._from_queue(0)
+                if job is None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    job = self._from_queue(left)
                 if job is None:
                     if self._stopping:
                         break
