@@ -344,6 +344,7 @@ def test_idempotency_in_flight_is_409(api):
     )
     r = api.client.post("/v1/embeddings/texts", json=body, headers={**h, "Idempotency-Key": "k1"})
     assert_error(r, 409, "idempotency_in_flight")
+    assert r.headers["retry-after"] == "1"
     assert api.used(key_id) == 1
 
 

@@ -63,6 +63,7 @@ def _refusal(result: ChargeResult, queries: int) -> ApiError:
             422, "idempotency_key_reused", "Idempotency-Key was used with a different body", headers
         )
     if result.outcome is ChargeOutcome.IN_FLIGHT:
+        headers["Retry-After"] = "1"  # the first request usually finishes within a second
         return ApiError(
             409,
             "idempotency_in_flight",
