@@ -62,7 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[env] = str(value)
 
-    from vendor_service.inference.loading import ModelUnavailable, resolve_pretrained
+    from vendor_service.inference.loading import ModelUnavailable, check_model_available
     from vendor_service.metering import SQLiteStore
     from vendor_service.settings import VendorSettings
 
@@ -71,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("error: set VENDOR_ADMIN_TOKEN (the admin API token) before serving", file=sys.stderr)
         return 2
     try:
-        resolve_pretrained(settings.model)
+        check_model_available(settings.model)
     except ModelUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

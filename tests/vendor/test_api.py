@@ -487,3 +487,20 @@ def test_missing_demo_checkpoint_is_a_clear_error(monkeypatch, tmp_path):
         resolve_pretrained(ModelSettings(name="vl2v-demo"))
     assert resolve_pretrained(ModelSettings(name="vl2v-tiny")) is None
     assert resolve_pretrained(ModelSettings(name="ViT-B-32", pretrained="openai")) == "openai"
+
+
+def test_checkpoint_path_loads_through_open_clip_pretrained(tmp_path, tiny_model):
+    import torch
+
+    from vendor_service.inference.loading import ModelUnavailable, load_model
+    from vendor_service.settings import ModelSettings
+
+    ckpt = tmp_path / "tiny_weights.pt"
+    torch.save(tiny_model.model.state_dict(), ckpt)
+    loaded = load_model(ModelSettings(name="vl2v-tiny", pretrained=str(ckpt)))
+    assert loaded.trained is True and loaded.pretrained == "tiny_weights.pt"  # no local path
+    assert loaded.fingerprint == tiny_model.fingerprint  # same weights, same fingerprint
+    with pytest.raises(ModelUnavailable):
+        load_model(ModelSettings(name="vl2v-tiny", pretrained=str(tmp_path / "missing.pt")))
+    with pytest.raises(ModelUnavailable, match="unknown open_clip architecture"):
+        load_model(ModelSettings(name="no-such-arch"))

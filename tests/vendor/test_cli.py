@@ -77,3 +77,18 @@ def test_serve_without_demo_checkpoint_names_the_build_command(tmp_path, monkeyp
     assert main(["serve", "--model", "vl2v-demo", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "python -m demo_world build-teacher" in err and "secret-admin" not in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model", "no-such-arch"], "unknown open_clip architecture"),
+        (["--model", "vl2v-tiny", "--pretrained", "/nonexistent/w.pt"], "does not exist"),
+    ],
+)
+def test_serve_refuses_unloadable_models_before_starting(
+    tmp_path, monkeypatch, capsys, flags, message
+):
+    monkeypatch.setenv("VENDOR_ADMIN_TOKEN", "secret-admin")
+    assert main(["serve", *flags, "--data-dir", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,23 @@ def resolve_pretrained(settings: ModelSettings) -> str | None:
             )
         return str(path)
     return None
+
+
+def check_model_available(settings: ModelSettings) -> None:
+    """Fail fast (before workers start) on an unknown architecture or a missing weights file."""
+    import open_clip
+
+    from demo_world.models import register_open_clip_configs
+
+    register_open_clip_configs()
+    pretrained = resolve_pretrained(settings)
+    if settings.name not in open_clip.list_models():
+        raise ModelUnavailable(f"unknown open_clip architecture {settings.name!r}")
+    looks_like_path = pretrained is not None and (
+        os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+    )
+    if looks_like_path and not Path(pretrained).is_file():
+        raise ModelUnavailable(f"checkpoint file {pretrained} does not exist")
 
 
 def load_model(settings: ModelSettings) -> LoadedModel:
