@@ -52,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--student", default="demo",
                    help="timm architecture of the student, or 'demo' (the demo world's "
                         "photo-pretrained student; default)")
+    s.add_argument("--student-weights", default=None, metavar="FILE",
+                   help="weights file for the demo student (default: the shipped one)")
     s.add_argument("--student-size", type=int, default=None,
                    help="student input size (default: the backbone's pretraining size)")
     s.add_argument("--no-pretrained", dest="pretrained", action="store_false",
@@ -102,8 +104,14 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         seeds = [int(s) for s in args.seeds]
     except ValueError as exc:
         raise UserError(f"--seeds: {exc}") from exc
-    spec = ({"kind": "demo"} if args.student == "demo"
-            else {"kind": "timm", "name": args.student})
+    if args.student == "demo":
+        spec = {"kind": "demo"}
+        if args.student_weights:
+            spec["weights"] = str(Path(args.student_weights).resolve())
+    elif args.student_weights:
+        raise UserError("--student-weights applies to the demo student only")
+    else:
+        spec = {"kind": "timm", "name": args.student}
     return ExperimentConfig(
         algorithms=list(args.algorithms),
         seeds=seeds,

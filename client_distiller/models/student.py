@@ -31,7 +31,8 @@ def build_backbone(spec: dict[str, Any], *, pretrained: bool) -> tuple[nn.Module
 
     Spec kinds:
       * ``{"kind": "timm", "name": ..., "kwargs": {...}}``: ``timm.create_model(num_classes=0)``.
-      * ``{"kind": "demo"}``: the demo world's student (timm, photo-only pretrained).
+      * ``{"kind": "demo", "weights": path?}``: the demo world's student (timm, photo-only
+        pretrained; ``weights`` names a rebuilt weights file instead of the shipped one).
       * ``{"kind": "open_clip_visual", "name": ...}``: the image tower of an open_clip
         architecture (VL2V-SD); its weights come from the checkpoint or the caller.
 
@@ -46,7 +47,10 @@ def build_backbone(spec: dict[str, Any], *, pretrained: bool) -> tuple[nn.Module
     if kind == "demo":
         from demo_world import assets
 
-        model = assets.create_demo_student(num_classes=0, pretrained=pretrained)
+        weights = spec.get("weights")
+        model = assets.create_demo_student(
+            num_classes=0, pretrained=pretrained, path=Path(weights) if weights else None
+        )
         return model, _timm_output_dim(model)
     if kind == "timm":
         import timm
