@@ -133,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=20_000,
                         help="query budget of a new demo key (20,000)")
     parser.add_argument("--seeds", default="0", help="comma list of seeds (0)")
+    parser.add_argument("run_args", nargs="*", metavar="-- RUN_ARGS",
+                        help="more options for `client-distiller run` (after --)")
     args = parser.parse_args(argv)
 
     out: Path = args.out.resolve()
@@ -157,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--endpoint", vendor.base_url, "--api-key", key, "--cache-dir", str(cache),
             "--out", str(out), "--algorithms", "erm,kd,adip,zeroshot", "--views", args.views,
             "--seeds", args.seeds, "--steps", str(args.steps), "--align-steps", str(args.steps),
-            "--batch-size", str(args.batch_size),
+            "--batch-size", str(args.batch_size), "--threads", "1", *args.run_args,
         ]
         print("$ client-distiller " + " ".join(a if a != key else "<key>" for a in argv_run),
               flush=True)
