@@ -3,6 +3,8 @@
 Routes enqueue already-preprocessed tensors and await a future; the worker takes jobs of one
 kind (images or texts) until it has ``max_batch`` items or ``max_wait_ms`` has passed since the
 first job arrived, runs the model once per ``max_batch`` chunk, and resolves each job's future.
+Jobs already queued are taken without waiting; only an empty queue waits (up to the deadline),
+so with ``max_wait_ms=0`` a batch is whatever queued up while the model ran.
 """
 
 from __future__ import annotations
