@@ -177,7 +177,7 @@ def plot_accuracy_vs_queries(records: Sequence[dict[str, Any]], path: str | Path
                 ax.annotate(f"K={k}", (q, m), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")
     ax.set_xscale("log")
-    ax.set_xlabel("teacher queries used per held-out domain (log)")
+    ax.set_xlabel("teacher queries used per held-out domain (log scale; 0 drawn at 1)")
     ax.set_ylabel("OOD accuracy (%)")
     ax.legend(fontsize=8)
     ax.set_title("Accuracy against queries spent")

@@ -8,7 +8,6 @@ OUT/*.png.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
@@ -82,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bars")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only rebuild OUT/tables.md and the plots from OUT/results.jsonl "
+                             "(every run recorded there; no teacher, no training)")
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
@@ -133,20 +135,40 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     )
 
 
+def _print_tables(records: list[dict], views: list) -> None:
+    for v in views:
+        rs = [r for r in records if str(r["views"]) == str(v)]
+        print(f"\nviews K = {v}: OOD accuracy on the held-out domain (columns), "
+              f"mean ± SE over seeds, %")
+        print(markdown_table(rs, "ood_acc"))
+        print(f"\nviews K = {v}: ID accuracy on the source out-splits, by held-out domain, %")
+        print(markdown_table(rs, "id_acc"))
+
+
 def run(args: argparse.Namespace) -> int:
     """Fetch what is missing, train every (target, views, seed, algorithm), print the tables."""
     torch.set_flush_denormal(True)
     if args.threads:
         torch.set_num_threads(args.threads)
     config = config_from_args(args)
+    results_path = config.out_dir / "results.jsonl"
+    if args.report_only:
+        if not results_path.is_file():
+            raise UserError(f"no results yet: {results_path}")
+        records = load_records(results_path)
+        paths = write_report(records, config.out_dir)
+        _print_tables(records, sorted({str(r["views"]) for r in records}))
+        print(f"\ntables: {paths['tables']}; plots: {paths['per_domain']}, {paths['queries']}")
+        return EXIT_OK
     data = str(args.data)
     if data != "demo" and not Path(data).is_dir():
         raise UserError(f"--data: no such folder: {data}")
     dataset = resolve_dataset(data)
     if not args.target_domain:
-        raise UserError(f"--target-domain is required (a domain or 'all'); "
+        raise UserError(f"--target-domain is required (a domain, a comma list or 'all'); "
                         f"domains: {', '.join(dataset.domains)}")
-    targets = dataset.domains if args.target_domain == "all" else [args.target_domain]
+    targets = (dataset.domains if args.target_domain == "all"
+               else _csv(args.target_domain))
     for t in targets:
         if t not in dataset.domains:
             raise UserError(f"--target-domain {t!r} is not a domain of {dataset.root}; "
@@ -157,19 +179,13 @@ def run(args: argparse.Namespace) -> int:
         sent = teacher.sent - sent0
         hits = teacher.cache_hits
         remaining = teacher.budget_remaining
-    all_records = load_records(config.out_dir / "results.jsonl")
     mine = {(r["target"], r["algorithm"], r["seed"], str(r["views"])) for r in records}
-    shown = [r for r in all_records
+    shown = [r for r in load_records(results_path)
              if (r["target"], r["algorithm"], r["seed"], str(r["views"])) in mine]
     paths = write_report(shown, config.out_dir)
-    for v in config.views:
-        rs = [r for r in shown if str(r["views"]) == str(v)]
-        print(f"\nviews K = {v}: OOD accuracy (held-out domain), mean ± SE over seeds, %")
-        print(markdown_table(rs, "ood_acc"))
-        print(f"\nviews K = {v}: ID accuracy (source out-splits), %")
-        print(markdown_table(rs, "id_acc"))
+    _print_tables(shown, config.views)
     print(f"\nteacher queries sent by this run: {sent} (cache hits: {hits}"
           + ("" if remaining is None else f", vendor budget remaining: {remaining}") + ")")
-    print(f"results: {config.out_dir / 'results.jsonl'}; tables: {paths['tables']}; "
-          f"plots: {paths['per_domain']}, {paths['queries']}", file=sys.stdout)
+    print(f"results: {results_path}; tables: {paths['tables']}; "
+          f"plots: {paths['per_domain']}, {paths['queries']}")
     return EXIT_OK
