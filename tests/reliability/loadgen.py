@@ -307,8 +307,13 @@ def verify(vendor: VendorProcess, keys: list[str], result: LoadResult) -> Verdic
         assert a.header_request_id not in by_rid, f"refusal {a.status} has a ledger row"
         assert a.charged in (0, None)
 
+    # A charge whose first answer was lost (the vendor died) and whose client retry got the
+    # stored answer back: delivered by replay only.
+    replay_rids = {a.body_request_id for a in replays}
+    replayed_only = [r for r in rows if r["status"] == "charged"
+                     and r["request_id"] in replay_rids - served_rids]
     # Charges whose answer never arrived: each must replay with its Idempotency-Key now.
-    delivered = served_rids | {a.body_request_id for a in replays}
+    delivered = served_rids | replay_rids
     lost = [r for r in rows if r["status"] == "charged" and r["request_id"] not in delivered
             and r["key_id"] in key_ids.values()]
     by_idem = {lg.idem: lg for lg in logicals.values() if lg.idem}
@@ -334,12 +339,15 @@ def verify(vendor: VendorProcess, keys: list[str], result: LoadResult) -> Verdic
         assert not idem_counts or max(idem_counts.values()) == 1, "an idempotency key paid twice"
         served_q = sum(a.queries for a in served if logicals[a.logical].key == key)
         lost_q = sum(r["queries"] for r in lost if r["key_id"] == key_id)
-        assert charged == served_q + lost_q, (key_id, charged, served_q, lost_q)
+        replayed_q = sum(r["queries"] for r in replayed_only if r["key_id"] == key_id)
+        assert charged == served_q + replayed_q + lost_q, (key_id, charged, served_q,
+                                                           replayed_q, lost_q)
         assert db_keys[key_id]["used"] == charged <= db_keys[key_id]["budget_limit"]
         assert all(r["state"] == "done" for r in mine), "in-flight rows after the run"
         _assert_usage_matches(vendor, key, mine, db_keys[key_id])
         per_key[key_id] = {"limit": db_keys[key_id]["budget_limit"], "charged": charged,
-                           "served": served_q, "lost_then_replayed": lost_q}
+                           "served": served_q, "delivered_by_retry_replay": replayed_q,
+                           "lost_then_replayed": lost_q}
 
     figures = {
         "threads": None,
@@ -351,6 +359,7 @@ def verify(vendor: VendorProcess, keys: list[str], result: LoadResult) -> Verdic
         "served_queries": sum(a.queries for a in served),
         "served_requests": len(served),
         "replays": len(replays),
+        "answers_lost_to_kill_then_replayed_on_retry": len(replayed_only),
         "lost_answers_replayed": len(lost),
         "refunded_rows": len(refunded),
         "refunded_at_restart_log": result.refunded_at_restart,

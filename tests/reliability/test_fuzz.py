@@ -29,7 +29,8 @@ from tests.reliability.conftest import LEVELS, Level, ensure_running, new_key, w
 
 pytestmark = pytest.mark.slow
 EXCLUDED_CHECKS = "positive_data_acceptance,use_after_free"
-_SAMPLE = re.compile(r'^vendor_requests_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$')
+# Greedy labels: route templates such as /v1/admin/keys/{key_id}/topup contain braces.
+_SAMPLE = re.compile(r'^vendor_requests_total\{(?P<labels>.*)\}\s+(?P<value>\S+)$')
 
 
 def _server_counts(vendor: VendorProcess) -> tuple[int, int]:

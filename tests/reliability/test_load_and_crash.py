@@ -35,6 +35,7 @@ def test_concurrent_load_is_metered_exactly(rel_vendor: VendorProcess, level: Le
     write_figures("load", level, figures)
 
     assert figures["kills"] == 0 and figures["lost_answers_replayed"] == 0
+    assert figures["answers_lost_to_kill_then_replayed_on_retry"] == 0
     assert figures["charged_queries"] == figures["served_queries"]
     statuses = figures["status_counts"]
     # The scenario really exercised what it claims: budgets ran out, throttling and replays.
