@@ -12,8 +12,10 @@ cache):
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -214,32 +216,107 @@ def fetch_plan(plan: Plan, teacher, *, progress: bool = True, batch_size: int = 
     # A CachedTeacher reports cache hits and then each chunk as it lands, so the bar moves
     # while a batch is still in flight (a slow vendor takes a while per batch).
     live = hasattr(teacher, "progress")
+    # A complete fetch also stores the whole plan's answers under one cache key, so a rerun
+    # reads them at once instead of re-rendering and re-encoding every view just to hash its
+    # bytes (93% of a rerun's time, profiled with benchmarks/profile_refetch.py).
+    cache = getattr(teacher, "cache", None)
+    memo_key = plan_memo_key(plan, card) if cache is not None else None
+    if memo_key is not None:
+        memo = cache.get_many([memo_key]).get(memo_key)
+        if memo is not None and memo.size == count.total * card.embed_dim:
+            _fill(out, plan, memo.reshape(count.total, card.embed_dim))
+            _record_memo_hits(teacher, plan)
+            if progress:
+                tqdm.write(f"teacher: {count.total} answers read from the cache")
+            return out
+    rows: list[np.ndarray] = []
     with tqdm(total=count.total, unit="q", desc="teacher", disable=not progress,
               dynamic_ncols=True) as bar:
         if live:
             teacher.progress = bar.update
         try:
             texts = [q.text for q in plan.text_queries]
-            emb = teacher.embed_texts(texts, purpose=CLASS_TEXTS)
-            n_classes = len(plan.dataset.classes)
-            out.prompt_texts = emb.reshape(len(plan.prompts), n_classes, -1)
-            out.class_texts = class_text_embeddings(out.prompt_texts)
+            rows.append(teacher.embed_texts(texts, purpose=CLASS_TEXTS))
             if not live:
                 bar.update(len(texts))
             for purpose, queries, images in iter_image_batches(plan, card.image_size,
                                                                batch_size):
-                emb = teacher.embed_images(images, purpose=purpose)
-                for q, e in zip(queries, emb):
-                    if purpose == EVAL_IMAGES:
-                        out.eval[q.sample.id] = e
-                    else:
-                        out.train[(q.sample.id, q.view)] = e
+                rows.append(teacher.embed_images(images, purpose=purpose))
                 if not live:
                     bar.update(len(queries))
         finally:
             if live:
                 teacher.progress = None
+    answers = np.concatenate(rows).astype(np.float32, copy=False)  # (texts + images, D)
+    _fill(out, plan, answers)
+    if memo_key is not None:
+        cache.put_many({memo_key: answers})
     return out
+
+
+def _fill(out: PlanEmbeddings, plan: Plan, emb: np.ndarray) -> None:
+    """Distribute (texts + images, D) embeddings in plan order into ``out``."""
+    n_texts = len(plan.text_queries)
+    out.prompt_texts = emb[:n_texts].reshape(len(plan.prompts), len(plan.dataset.classes), -1)
+    out.class_texts = class_text_embeddings(out.prompt_texts)
+    for q, e in zip(plan.image_queries, emb[n_texts:]):
+        if q.purpose == EVAL_IMAGES:
+            out.eval[q.sample.id] = e
+        else:
+            out.train[(q.sample.id, q.view)] = e
+
+
+def _record_memo_hits(teacher, plan: Plan) -> None:
+    """Count a memo read as the cache hits it stands for, in the ledger as item reads would."""
+    groups: dict[tuple[str, str], int] = {}
+    if plan.text_queries:
+        groups[(CLASS_TEXTS, "texts")] = len(plan.text_queries)
+    for q in plan.image_queries:
+        groups[(q.purpose, "images")] = groups.get((q.purpose, "images"), 0) + 1
+    teacher.cache_hits = getattr(teacher, "cache_hits", 0) + sum(groups.values())
+    ledger = getattr(teacher, "ledger", None)
+    if ledger is None:
+        return
+    for (purpose, endpoint), n in groups.items():
+        ledger.record(stage=getattr(teacher, "stage", "fetch"), purpose=purpose,
+                      endpoint=endpoint, fingerprint=teacher.card.fingerprint, cache_hits=n,
+                      budget_remaining=None)
+
+
+#: Bump to drop every stored plan memo.
+PLAN_MEMO_VERSION = 1
+
+
+def plan_memo_key(plan: Plan, card) -> str:
+    """Cache key of a whole plan's answers.
+
+    It covers everything that decides the bytes each query sends: the teacher's weights and
+    input size, the view seed, every query in order (sample ids hash each file's path and
+    bytes), Pillow's version and the source of the code that decodes, augments and encodes
+    images. Change any of them and the memo is simply not found.
+    """
+    import PIL
+
+    from client_distiller.data import folder, views
+    from client_distiller.teacher import wire
+
+    h = hashlib.sha256()
+
+    def part(text: str) -> None:
+        data = text.encode()
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+
+    for text in (f"plan-memo/{PLAN_MEMO_VERSION}", card.fingerprint, str(card.image_size),
+                 str(card.embed_dim), str(plan.view_seed), PIL.__version__):
+        part(text)
+    for module in (folder, views, wire):
+        part(hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest())
+    for t in plan.text_queries:
+        part(f"t:{t.text}")
+    for q in plan.image_queries:
+        part(f"i:{q.purpose}:{q.sample.id}:{q.view}")
+    return "plan:" + h.hexdigest()
 
 
 __all__ = [
@@ -257,4 +334,5 @@ __all__ = [
     "class_text_embeddings",
     "fetch_plan",
     "iter_image_batches",
+    "plan_memo_key",
 ]
