@@ -75,7 +75,7 @@ class Result:
         }
         path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
         print_rows(self.rows)
-        print(f"wrote {path.relative_to(REPO_ROOT)}")
+        print(f"wrote {path.resolve()}")
         return path
 
 
