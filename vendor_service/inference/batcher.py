@@ -3,8 +3,10 @@
 Routes enqueue already-preprocessed tensors and await a future; the worker takes jobs of one
 kind (images or texts) until it has ``max_batch`` items or ``max_wait_ms`` has passed since the
 first job arrived, runs the model once per ``max_batch`` chunk, and resolves each job's future.
-Jobs already queued are taken without waiting; only an empty queue waits (up to the deadline),
-so with ``max_wait_ms=0`` a batch is whatever queued up while the model ran.
+Jobs already queued are taken without waiting; an empty queue waits (up to the deadline) only
+while traffic is concurrent, i.e. the previous batch held more than one job: a lone client
+would otherwise pay ``max_wait_ms`` on every request for a batch that never fills. With
+``max_wait_ms=0`` a batch is whatever queued up while the model ran.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Batcher:
         self._held: deque[Job] = deque()  # jobs of the other kind, kept for the next batch
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._stopping = False
+        self._last_jobs = 0  # jobs in the previous batch: >1 means concurrent traffic
 
     def start(self) -> None:
         self._thread.start()
@@ -120,7 +123,7 @@ class Batcher:
                 job = self._from_queue(0)
                 if job is None:
                     left = deadline - time.monotonic()
-                    if left <= 0:
+                    if left <= 0 or self._last_jobs <= 1:
                         break
                     job = self._from_queue(left)
                 if job is None:
@@ -133,6 +136,7 @@ class Batcher:
                     continue
                 jobs.append(job)
                 items += job.size
+            self._last_jobs = len(jobs)
             self._on_queue_depth(self._queue.qsize() + len(self._held))
             self._execute(first.kind, jobs)
 
