@@ -66,6 +66,7 @@ class Result:
         path = out_dir / f"{self.name}.json"
         payload = {
             "name": self.name,
+            "command": command_line(),
             "argv": sys.argv,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
             "seconds": round(time.time() - self.started, 1),
@@ -77,6 +78,21 @@ class Result:
         print_rows(self.rows)
         print(f"wrote {path.resolve()}")
         return path
+
+
+def command_line() -> str:
+    """This script's command line as a user would type it (default ``--out`` dropped)."""
+    args = list(sys.argv[1:])
+    if "--out" in args:
+        i = args.index("--out")
+        if i + 1 < len(args) and Path(args[i + 1]).resolve() == BENCH_DIR.resolve():
+            del args[i : i + 2]
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script_s = str(script.relative_to(REPO_ROOT))
+    except ValueError:
+        script_s = str(script)
+    return " ".join([".venv/bin/python", script_s, *args])
 
 
 def _jsonable(obj: Any) -> Any:

@@ -27,23 +27,41 @@ BENCHMARKS = {
     "fetch": "bench_fetch.py",
     "train": "bench_train.py",
     "queries": "bench_queries.py",
+    "memory": "bench_memory.py",
 }
-ROW_ORDER = ["1", "2", "3", "4", "5", "6", "7", "8", "9a", "9b", "mem-vendor", "mem-client"]
+ROW_ORDER = ["1", "2", "3", "4", "5", "6", "7", "8", "9a", "9b", "mem-vendor", "mem-client",
+             "mem-demo-vendor", "mem-demo-client", "mem-demo-total"]
 
 
-def load_rows(out: Path, names: Sequence[str]) -> tuple[list[Row], dict[str, str]]:
-    """Rows of every result file present, in table order; and each file's start time."""
-    rows, started = [], {}
+def load_rows(out: Path, names: Sequence[str]
+              ) -> tuple[list[Row], dict[str, str], dict[str, str]]:
+    """Rows of every result file present, in table order; each file's start time; and the
+    command that produced each row."""
+    rows, started, commands = [], {}, {}
     for name in names:
         path = out / f"{name}.json"
         if not path.is_file():
             continue
         data = json.loads(path.read_text())
-        started[name] = f"{data['started']} ({data['seconds']} s, load {data['machine']['loadavg']})"
-        rows += [Row(**r) for r in data["rows"]]
+        started[name] = (f"{data['started']} ({data['seconds']} s, "
+                         f"load {data['machine']['loadavg']}, commit {data['machine']['commit']})")
+        for r in data["rows"]:
+            rows.append(Row(**r))
+            commands[r["id"]] = data.get("command", name)
     rank = {r: i for i, r in enumerate(ROW_ORDER)}
     rows.sort(key=lambda r: rank.get(r.id, len(rank)))
-    return rows, started
+    return rows, started, commands
+
+
+def markdown(rows: list[Row], commands: dict[str, str]) -> str:
+    """The performance table as markdown, with the command behind each row."""
+    out = ["| row | question | measured | target | result | command |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        verdict = "-" if r.passed is None else ("pass" if r.passed else "**miss**")
+        cells = [r.id, r.question, r.measured, r.target, verdict, f"`{commands.get(r.id, '')}`"]
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--only", default=",".join(BENCHMARKS),
                    help=f"comma list of {','.join(BENCHMARKS)}")
     p.add_argument("--summary-only", action="store_true", help="only print the last results")
+    p.add_argument("--markdown", action="store_true",
+                   help="also print the summary as a markdown table with each row's command")
     p.add_argument("--out", type=Path, default=BENCH_DIR, help="result folder")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -73,11 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if rc != 0:
                 failed.append(name)
 
-    rows, started = load_rows(args.out, names)
+    rows, started, commands = load_rows(args.out, names)
     print("\nSummary (ratios measured side by side in one run; details in runs/bench/*.json)")
     print_rows(rows)
     for name, when in started.items():
         print(f"  {name}: {when}")
+    if args.markdown:
+        print()
+        print(markdown(rows, commands))
     misses = [r.id for r in rows if r.passed is False]
     print(f"\n{sum(r.passed is True for r in rows)} pass, {len(misses)} miss"
           + (f" ({', '.join(misses)})" if misses else "")
