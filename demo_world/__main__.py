@@ -94,6 +94,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from demo_world.evaluate import evaluate_world, format_table
 
     torch.set_flush_denormal(True)
+    torch.set_num_threads(args.threads)
     res = evaluate_world(teacher=args.teacher, student=args.student,
                          n_per_class=args.n_per_class, start=args.start,
                          progress=not args.quiet)
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n-per-class", type=int, default=80, help="images per class per style")
     e.add_argument("--start", type=int, default=0, help="first image index")
     e.add_argument("--json", type=Path, default=None, help="also write the results here")
+    e.add_argument("--threads", type=int, default=1, help="torch threads")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=_cmd_evaluate)
 

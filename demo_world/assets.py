@@ -104,7 +104,8 @@ def default_data_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "vl2v" / "data"
 
 
-def ensure_demo_benchmark(root: Path | None = None, *, progress: bool = True) -> Path:
+def ensure_demo_benchmark(root: Path | None = None, *, n_per_class: int | None = None,
+                          progress: bool = True) -> Path:
     """The demo benchmark's folder (DomainBed layout), generated on first use.
 
     Generation writes into a temporary sibling folder and renames it into place, so a killed
@@ -113,22 +114,28 @@ def ensure_demo_benchmark(root: Path | None = None, *, progress: bool = True) ->
 
     Args:
         root: data directory to hold the dataset folder (default :func:`default_data_dir`).
+        n_per_class: images per class per style; anything but the design's 80 (for quick
+            tests) goes to a folder named ``<BENCHMARK_NAME>-n<N>``.
         progress: show a progress bar while generating.
 
     Returns:
         ``root / BENCHMARK_NAME`` (versioned), containing ``<style>/<class>/<n>.png``.
     """
-    from demo_world.benchmark import BENCHMARK_NAME, write_benchmark, write_manifest
+    from demo_world import benchmark
 
+    n = benchmark.IMAGES_PER_CLASS if n_per_class is None else n_per_class
+    name = benchmark.BENCHMARK_NAME
+    if n != benchmark.IMAGES_PER_CLASS:
+        name = f"{name}-n{n}"
     root = Path(root) if root is not None else default_data_dir()
-    final = root / BENCHMARK_NAME
+    final = root / name
     if final.is_dir():
         return final
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{BENCHMARK_NAME}.tmp-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
     try:
-        write_benchmark(tmp, progress=progress)
-        write_manifest(tmp)
+        benchmark.write_benchmark(tmp, n_per_class=n, progress=progress)
+        benchmark.write_manifest(tmp, n_per_class=n)
         try:
             os.rename(tmp, final)
         except OSError:

@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from demo_world.assets import DEMO_TEACHER_MODEL, demo_teacher_checkpoint
-from demo_world.corpus import STREAM_CORPUS, draw_set
+from demo_world.corpus import STREAM_CORPUS, corpus_style_weights, draw_set
 from demo_world.models import register_open_clip_configs
 
-DEFAULT_STEPS = 1000
+DEFAULT_STEPS = 2500
 DEFAULT_BATCH = 128
-DEFAULT_CORPUS = 20_000
+DEFAULT_CORPUS = 40_000
 DEFAULT_SEED = 0
 DEFAULT_LR = 1e-3
 
@@ -107,7 +107,7 @@ def build_teacher(
     torch.manual_seed(seed)
     t0 = time.time()
     images, _, _, captions = draw_set(corpus, seed, STREAM_CORPUS, with_captions=True,
-                                      progress=progress)
+                                      style_weights=corpus_style_weights(), progress=progress)
     model, _ = create_teacher(model_name)
     tokenizer = open_clip.get_tokenizer(model_name)
     tokens = tokenizer(captions)  # (corpus, ctx)

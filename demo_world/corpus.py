@@ -19,6 +19,18 @@ STREAM_BENCHMARK = 0
 STREAM_CORPUS = 1
 STREAM_STUDENT = 2
 
+#: Style mix of the teacher's web corpus: like real web data it is mostly photos
+#: (30 %; the other 9 styles share the rest equally).
+CORPUS_PHOTO_SHARE = 0.3
+
+
+def corpus_style_weights(styles: Sequence[str] = tuple(STYLES)) -> np.ndarray:
+    """Sampling probability of each style in the teacher's corpus."""
+    w = np.array([CORPUS_PHOTO_SHARE if s == "photo" else 0.0 for s in styles])
+    rest = [i for i, s in enumerate(styles) if s != "photo"]
+    w[rest] = (1 - w.sum()) / len(rest)
+    return w / w.sum()
+
 
 def draw_set(
     n: int,
@@ -28,6 +40,7 @@ def draw_set(
     styles: Sequence[str] = tuple(STYLES),
     *,
     with_captions: bool = False,
+    style_weights: Sequence[float] | None = None,
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Render ``n`` images with class and style drawn uniformly at random.
@@ -39,6 +52,7 @@ def draw_set(
         classes: class names to draw from.
         styles: style names to draw from.
         with_captions: also write a web-style caption per image.
+        style_weights: probability of each style (default uniform).
         progress: show a tqdm bar.
 
     Returns:
@@ -47,7 +61,7 @@ def draw_set(
     """
     pick = np.random.default_rng([seed, stream, 999])
     cls_ids = pick.integers(len(classes), size=n)
-    sty_ids = pick.integers(len(styles), size=n)
+    sty_ids = pick.choice(len(styles), size=n, p=style_weights)
     images = np.empty((n, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     captions: list[str] = []
     for i in tqdm(range(n), desc=f"render stream {stream}", disable=not progress, mininterval=2):

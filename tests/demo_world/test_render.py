@@ -86,27 +86,41 @@ def test_classes_are_learnable_but_not_trivial():
 
 
 def test_ensure_demo_benchmark_writes_domainbed_layout(tmp_path, monkeypatch):
+    # 3 images per class per style keeps this quick; the default (80) differs only in count
     monkeypatch.setenv("VL2V_DATA_DIR", str(tmp_path))
-    root = assets.ensure_demo_benchmark(progress=False)
-    assert root == tmp_path / benchmark.BENCHMARK_NAME
+    root = assets.ensure_demo_benchmark(n_per_class=3, progress=False)
+    assert root == tmp_path / f"{benchmark.BENCHMARK_NAME}-n3"
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(BENCHMARK_STYLES)
     for s in BENCHMARK_STYLES:
         assert sorted(p.name for p in (root / s).iterdir()) == sorted(BENCHMARK_CLASSES)
         for c in BENCHMARK_CLASSES:
-            assert len(list((root / s / c).glob("*.png"))) == benchmark.IMAGES_PER_CLASS
-    assert (root / "painting" / "fish" / "0007.png").read_bytes() == benchmark.png_bytes(
-        "painting", "fish", 7)
-    assert json.loads((root / "DATASET.json").read_text())["seed"] == benchmark.BENCHMARK_SEED
-    assert [p.name for p in tmp_path.iterdir()] == [benchmark.BENCHMARK_NAME]  # no temp left
+            assert sorted(p.name for p in (root / s / c).iterdir()) == [
+                "0000.png", "0001.png", "0002.png"]
+    assert (root / "painting" / "fish" / "0002.png").read_bytes() == benchmark.png_bytes(
+        "painting", "fish", 2)
+    manifest = json.loads((root / "DATASET.json").read_text())
+    assert manifest["seed"] == benchmark.BENCHMARK_SEED
+    assert manifest["images_per_class_per_style"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == [root.name]  # no temp folder left
     mtime = root.stat().st_mtime_ns
-    assert assets.ensure_demo_benchmark(progress=False) == root  # second call: no rewrite
+    assert assets.ensure_demo_benchmark(n_per_class=3, progress=False) == root  # no rewrite
     assert root.stat().st_mtime_ns == mtime
+
+
+def test_default_benchmark_location_and_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("VL2V_DATA_DIR", str(tmp_path / "d"))
+    assert assets.default_data_dir() == tmp_path / "d"
+    monkeypatch.delenv("VL2V_DATA_DIR")
+    assert assets.default_data_dir() == assets.Path.home() / ".cache" / "vl2v" / "data"
+    # an existing complete folder is returned as is, without generating anything
+    (tmp_path / benchmark.BENCHMARK_NAME).mkdir()
+    assert assets.ensure_demo_benchmark(tmp_path) == tmp_path / "vl2v-demo-pacs-v1"
 
 
 def test_killed_generation_leaves_no_dataset(tmp_path, monkeypatch):
     calls = []
 
-    def dies_halfway(root, **kw):
+    def dies_halfway(root, **kw):  # noqa: ARG001
         (root / "photo" / "house").mkdir(parents=True)
         (root / "photo" / "house" / "0000.png").write_bytes(b"partial")
         calls.append(root)
