@@ -48,12 +48,30 @@ class Level:
     fuzz_min_requests: int  # requests the fuzz must have sent (counted by the server)
 
 
-REDUCED = Level("reduced", threads=16, requests_per_thread=6, keys=3, budget=60,
-                vendor_kills=1, client_kills=1, train_kills=1, fuzz_examples=10,
-                fuzz_min_requests=150)
-FULL = Level("full", threads=64, requests_per_thread=16, keys=4, budget=300,
-             vendor_kills=5, client_kills=3, train_kills=2, fuzz_examples=150,
-             fuzz_min_requests=1000)
+REDUCED = Level(
+    "reduced",
+    threads=16,
+    requests_per_thread=6,
+    keys=3,
+    budget=60,
+    vendor_kills=1,
+    client_kills=1,
+    train_kills=1,
+    fuzz_examples=10,
+    fuzz_min_requests=150,
+)
+FULL = Level(
+    "full",
+    threads=64,
+    requests_per_thread=16,
+    keys=4,
+    budget=300,
+    vendor_kills=5,
+    client_kills=3,
+    train_kills=2,
+    fuzz_examples=150,
+    fuzz_min_requests=1000,
+)
 
 #: ``@pytest.mark.parametrize("level", LEVELS)``: reduced in make test, full in make reliability.
 LEVELS = [
@@ -82,9 +100,12 @@ def auth(key: str) -> dict[str, str]:
 
 def new_key(vendor: VendorProcess, budget: int, name: str, **fields: Any) -> tuple[str, str]:
     """Create a key; returns (clear key, key id)."""
-    resp = httpx.post(vendor.base_url + "/v1/admin/keys",
-                      json={"name": name, "budget": budget, **fields},
-                      headers=vendor.admin_headers(), timeout=30)
+    resp = httpx.post(
+        vendor.base_url + "/v1/admin/keys",
+        json={"name": name, "budget": budget, **fields},
+        headers=vendor.admin_headers(),
+        timeout=30,
+    )
     resp.raise_for_status()
     body = resp.json()
     return body["key"], body["info"]["id"]
@@ -108,8 +129,9 @@ def all_usage_entries(vendor: VendorProcess, key: str, page: int = 37) -> tuple[
         params: dict[str, Any] = {"limit": page}
         if cursor:
             params["cursor"] = cursor
-        resp = httpx.get(vendor.base_url + "/v1/usage", params=params, headers=auth(key),
-                         timeout=30)
+        resp = httpx.get(
+            vendor.base_url + "/v1/usage", params=params, headers=auth(key), timeout=30
+        )
         resp.raise_for_status()
         body = resp.json()
         first = first or body
@@ -123,8 +145,12 @@ def write_figures(scenario: str, level: Level, figures: dict[str, Any]) -> Path:
     """Print the figures and write them to ``runs/reliability/<scenario>-<level>.json``."""
     FIGURES_DIR.mkdir(parents=True, exist_ok=True)
     path = FIGURES_DIR / f"{scenario}-{level.name}.json"
-    record = {"scenario": scenario, "level": asdict(level), "figures": figures,
-              "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    record = {
+        "scenario": scenario,
+        "level": asdict(level),
+        "figures": figures,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     print(f"\nRELIABILITY {scenario} [{level.name}] {json.dumps(figures, sort_keys=True)}")
     return path

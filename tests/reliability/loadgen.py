@@ -81,9 +81,18 @@ class LoadRunner:
     an answer (connection reset by a kill) is retried with the same key and body until answered.
     """
 
-    def __init__(self, vendor: VendorProcess, keys: list[str], *, threads: int,
-                 requests_per_thread: int, kills: int = 0, always_idem: bool = False,
-                 seed: int = 0, topup_per_restart: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        vendor: VendorProcess,
+        keys: list[str],
+        *,
+        threads: int,
+        requests_per_thread: int,
+        kills: int = 0,
+        always_idem: bool = False,
+        seed: int = 0,
+        topup_per_restart: dict[str, int] | None = None,
+    ) -> None:
         self.vendor = vendor
         self.keys = keys
         self.threads = threads
@@ -110,8 +119,9 @@ class LoadRunner:
         endpoint = "texts" if rng.random() < 0.7 else "images"
         n = rng.randint(1, 8)
         if endpoint == "texts":
-            body: dict[str, Any] = {"texts": [f"t{thread} r{lid} i{j} {rng.random():.6f}"
-                                              for j in range(n)]}
+            body: dict[str, Any] = {
+                "texts": [f"t{thread} r{lid} i{j} {rng.random():.6f}" for j in range(n)]
+            }
         else:
             body = {"images": [rng.choice(self.images) for _ in range(n)]}
         if rng.random() < 0.3:
@@ -132,8 +142,9 @@ class LoadRunner:
         except httpx.HTTPError:
             attempt = Attempt(lg.id, None, after_kill=kills)
         else:
-            attempt = Attempt(lg.id, resp.status_code, resp.headers.get("x-request-id"),
-                              after_kill=kills)
+            attempt = Attempt(
+                lg.id, resp.status_code, resp.headers.get("x-request-id"), after_kill=kills
+            )
             if "x-queries-charged" in resp.headers:
                 attempt.charged = int(resp.headers["x-queries-charged"])
             if resp.status_code == 200:
@@ -146,8 +157,9 @@ class LoadRunner:
             self.result.attempts.append(attempt)
         return attempt
 
-    def _resolve(self, client: httpx.Client, lg: Logical, rng: random.Random,
-                 deadline: float) -> Attempt:
+    def _resolve(
+        self, client: httpx.Client, lg: Logical, rng: random.Random, deadline: float
+    ) -> Attempt:
         """Send until answered; unanswered non-idempotent requests are not resent."""
         tries = 0
         while True:
@@ -184,9 +196,10 @@ class LoadRunner:
             self.vendor.kill()
             self._kills_done += 1
             self.vendor.restart()
-            text = self.vendor.log_tail(10**9)[self._log_offset:]
+            text = self.vendor.log_tail(10**9)[self._log_offset :]
             self.result.refunded_at_restart = sum(
-                int(line.split()[1]) for line in text.splitlines()
+                int(line.split()[1])
+                for line in text.splitlines()
                 if line.startswith("refunded ") and "left in flight" in line
             )
             for key, queries in self.topup.items():
@@ -210,9 +223,12 @@ class LoadRunner:
         usage = httpx.get(self.vendor.base_url + "/v1/usage", headers=auth(key), timeout=30)
         usage.raise_for_status()
         key_id = usage.json()["key_id"]
-        httpx.post(f"{self.vendor.base_url}/v1/admin/keys/{key_id}/topup",
-                   json={"queries": queries}, headers=self.vendor.admin_headers(),
-                   timeout=30).raise_for_status()
+        httpx.post(
+            f"{self.vendor.base_url}/v1/admin/keys/{key_id}/topup",
+            json={"queries": queries},
+            headers=self.vendor.admin_headers(),
+            timeout=30,
+        ).raise_for_status()
 
     # -- run ---------------------------------------------------------------------------------
 
@@ -222,12 +238,14 @@ class LoadRunner:
         def guarded(fn, *args) -> None:
             try:
                 fn(*args)
-            except BaseException as exc:  # surfaced after join
+            except BaseException as exc:  # noqa: BLE001 - re-raised in run() after join
                 self._errors.append(exc)
                 self._stop.set()
 
-        workers = [threading.Thread(target=guarded, args=(self._client_thread, i), daemon=True)
-                   for i in range(self.threads)]
+        workers = [
+            threading.Thread(target=guarded, args=(self._client_thread, i), daemon=True)
+            for i in range(self.threads)
+        ]
         chaos = threading.Thread(target=guarded, args=(self._chaos,), daemon=True)
         for w in workers:
             w.start()
@@ -310,19 +328,28 @@ def verify(vendor: VendorProcess, keys: list[str], result: LoadResult) -> Verdic
     # A charge whose first answer was lost (the vendor died) and whose client retry got the
     # stored answer back: delivered by replay only.
     replay_rids = {a.body_request_id for a in replays}
-    replayed_only = [r for r in rows if r["status"] == "charged"
-                     and r["request_id"] in replay_rids - served_rids]
+    replayed_only = [
+        r for r in rows if r["status"] == "charged" and r["request_id"] in replay_rids - served_rids
+    ]
     # Charges whose answer never arrived: each must replay with its Idempotency-Key now.
     delivered = served_rids | replay_rids
-    lost = [r for r in rows if r["status"] == "charged" and r["request_id"] not in delivered
-            and r["key_id"] in key_ids.values()]
+    lost = [
+        r
+        for r in rows
+        if r["status"] == "charged"
+        and r["request_id"] not in delivered
+        and r["key_id"] in key_ids.values()
+    ]
     by_idem = {lg.idem: lg for lg in logicals.values() if lg.idem}
     with httpx.Client(base_url=vendor.base_url, timeout=60) as client:
         for r in lost:
             assert r["idempotency_key"] is not None, f"charge {r['request_id']} lost, no key"
             lg = by_idem[r["idempotency_key"]]
-            resp = client.post(f"/v1/embeddings/{lg.endpoint}", json=lg.body,
-                               headers={**auth(lg.key), "Idempotency-Key": lg.idem})
+            resp = client.post(
+                f"/v1/embeddings/{lg.endpoint}",
+                json=lg.body,
+                headers={**auth(lg.key), "Idempotency-Key": lg.idem},
+            )
             assert resp.status_code == 200, resp.text
             assert resp.headers["idempotent-replayed"] == "true"
             assert resp.json()["request_id"] == r["request_id"]
@@ -340,14 +367,23 @@ def verify(vendor: VendorProcess, keys: list[str], result: LoadResult) -> Verdic
         served_q = sum(a.queries for a in served if logicals[a.logical].key == key)
         lost_q = sum(r["queries"] for r in lost if r["key_id"] == key_id)
         replayed_q = sum(r["queries"] for r in replayed_only if r["key_id"] == key_id)
-        assert charged == served_q + replayed_q + lost_q, (key_id, charged, served_q,
-                                                           replayed_q, lost_q)
+        assert charged == served_q + replayed_q + lost_q, (
+            key_id,
+            charged,
+            served_q,
+            replayed_q,
+            lost_q,
+        )
         assert db_keys[key_id]["used"] == charged <= db_keys[key_id]["budget_limit"]
         assert all(r["state"] == "done" for r in mine), "in-flight rows after the run"
         _assert_usage_matches(vendor, key, mine, db_keys[key_id])
-        per_key[key_id] = {"limit": db_keys[key_id]["budget_limit"], "charged": charged,
-                           "served": served_q, "delivered_by_retry_replay": replayed_q,
-                           "lost_then_replayed": lost_q}
+        per_key[key_id] = {
+            "limit": db_keys[key_id]["budget_limit"],
+            "charged": charged,
+            "served": served_q,
+            "delivered_by_retry_replay": replayed_q,
+            "lost_then_replayed": lost_q,
+        }
 
     figures = {
         "threads": None,
@@ -378,13 +414,25 @@ def _assert_usage_matches(vendor: VendorProcess, key: str, rows: list[dict], db_
     assert first["budget"]["used"] == db_key["used"]
     assert first["budget"]["limit"] == db_key["budget_limit"]
     expected = [
-        (r["request_id"], r["endpoint"], r["queries"], r["status"], r["idempotency_key"],
-         r["created_at"])
+        (
+            r["request_id"],
+            r["endpoint"],
+            r["queries"],
+            r["status"],
+            r["idempotency_key"],
+            r["created_at"],
+        )
         for r in sorted(rows, key=lambda r: -r["seq"])
     ]
     got = [
-        (e["request_id"], e["endpoint"], e["queries"], e["status"], e["idempotency_key"],
-         e["created_at"])
+        (
+            e["request_id"],
+            e["endpoint"],
+            e["queries"],
+            e["status"],
+            e["idempotency_key"],
+            e["created_at"],
+        )
         for e in entries
     ]
     assert [g[:5] for g in got] == [e[:5] for e in expected]
@@ -402,4 +450,3 @@ def _ts(value: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-

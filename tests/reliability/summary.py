@@ -1,7 +1,7 @@
 """Print the README's reliability table from ``runs/reliability/*-<level>.json``.
 
-    .venv/bin/python -m tests.reliability.summary            # the full run's figures
-    .venv/bin/python -m tests.reliability.summary --level reduced
+.venv/bin/python -m tests.reliability.summary            # the full run's figures
+.venv/bin/python -m tests.reliability.summary --level reduced
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from tests.helpers.vendor_process import REPO_ROOT
 
@@ -20,51 +19,113 @@ HEADERS = ["scenario", "requests", "kills", "charged", "served", "5xx", "result"
 
 def _row(scenario: str, f: dict, level: dict) -> list[str]:
     """One table row: requests, kills, charged queries, served queries, 5xx, notes."""
-    load = (f"{level['threads']} threads, {level['keys']} keys of {level['budget']} queries, "
-            "idempotent retries")
+    load = (
+        f"{level['threads']} threads, {level['keys']} keys of {level['budget']} queries, "
+        "idempotent retries"
+    )
     if scenario == "load":
-        return [f"load: {load}", f["answered_requests"],
-                0, f["charged_queries"], f["served_queries"], f["http_5xx"],
+        return [
+            f"load: {load}",
+            f["answered_requests"],
+            0,
+            f["charged_queries"],
+            f["served_queries"],
+            f["http_5xx"],
+            (
                 f"charged == served on every key; {f['status_counts'].get('402', 0)} x 402, "
                 f"{f['status_counts'].get('429', 0)} x 429 charged nothing; "
-                f"{f['replays']} replays free; /v1/usage == ledger row by row"]
+                f"{f['replays']} replays free; /v1/usage == ledger row by row"
+            ),
+        ]
     if scenario == "crash":
-        delivered = f["served_queries"] + sum(k.get("delivered_by_retry_replay", 0)
-                                              for k in f["per_key"].values())
-        return [f"crash: {load}, vendor SIGKILLed + restarted", f["answered_requests"],
-                f["kills"], f["charged_queries"], delivered, f["http_5xx"],
+        delivered = f["served_queries"] + sum(
+            k.get("delivered_by_retry_replay", 0) for k in f["per_key"].values()
+        )
+        return [
+            f"crash: {load}, vendor SIGKILLed + restarted",
+            f["answered_requests"],
+            f["kills"],
+            f["charged_queries"],
+            delivered,
+            f["http_5xx"],
+            (
                 f"{f['status_counts'].get('none', 0)} attempts cut or refused while down; "
+                f"{f['status_counts'].get('402', 0)} x 402 charged nothing; "
                 f"{f['refunded_rows']} in-flight charges refunded at restart; "
-                f"{f.get('answers_lost_to_kill_then_replayed_on_retry', 0)} lost answers replayed "
-                f"to the retry, {f['lost_answers_replayed']} replayed at the end; "
-                f"no key paid twice; integrity_check {f['integrity_check']}"]
+                f"{f.get('answers_lost_to_kill_then_replayed_on_retry', 0)} lost answers "
+                f"replayed to the retry, {f['lost_answers_replayed']} replayed at the end; "
+                f"no key paid twice; integrity_check {f['integrity_check']}"
+            ),
+        ]
     if scenario == "client-fetch-kill":
-        return ["client: `client-distiller fetch` SIGKILLed, rerun", f["requests"], f["kills"],
-                f["charged"], f["cached"], 0,
+        return [
+            "client: `client-distiller fetch` SIGKILLed, rerun",
+            f["requests"],
+            f["kills"],
+            f["charged"],
+            f["cached"],
+            0,
+            (
                 f"{f['items']} distinct items, vendor charged {f['charged']}; "
-                f"charged/cached at each kill: "
-                + ", ".join(f"{k['charged']}/{k['cached']}" for k in f["at_kills"])]
+                "charged/cached at each kill: "
+                + ", ".join(f"{k['charged']}/{k['cached']}" for k in f["at_kills"])
+            ),
+        ]
     if scenario == "client-train-kill":
-        return ["client: `client-distiller run` SIGKILLed, rerun", "-", f["kills"],
-                f["charged_after"], "-", 0,
+        return [
+            "client: `client-distiller run` SIGKILLed, rerun",
+            "-",
+            f["kills"],
+            f["charged_after"],
+            "-",
+            0,
+            (
                 f"checkpoints at kills: steps {f['resume_steps']}; rerun resumed distill at "
                 f"step {f['resumed_from'].get('distill')}; queries before/after "
-                f"{f['charged_before']}/{f['charged_after']}"]
+                f"{f['charged_before']}/{f['charged_after']}"
+            ),
+        ]
     if scenario == "fuzz":
-        return ["fuzz: schemathesis `st run`, API key + admin token",
-                f["requests_counted_by_server"], 0, "-", "-", f["http_5xx"],
+        return [
+            "fuzz: schemathesis `st run`, API key + admin token",
+            f["requests_counted_by_server"],
+            0,
+            "-",
+            "-",
+            f["http_5xx"],
+            (
                 f"{f['schemathesis_test_cases']} test cases over {f['operations_tested']} "
                 f"operations; {f['failures']} failures, {f['errors']} errors "
-                f"(excluded checks: {f['excluded_checks']})"]
+                f"(excluded checks: {f['excluded_checks']})"
+            ),
+        ]
     if scenario == "bad-input":
-        return ["hostile input table", f["cases"], 0, 0, f["answered_200"], f["http_5xx"],
+        return [
+            "hostile input table",
+            f["cases"],
+            0,
+            0,
+            f["answered_200"],
+            f["http_5xx"],
+            (
                 f"{f['refused_4xx']} refused with 4xx + error JSON, charged "
-                f"{f['charged_by_refusals']}; non-ASCII and limit-length texts answered"]
+                f"{f['charged_by_refusals']}; non-ASCII and limit-length texts answered"
+            ),
+        ]
     if scenario == "keys":
-        return ["keys and access", f["access_checks"], 0, "-", "-", 0,
+        return [
+            "keys and access",
+            f["access_checks"],
+            0,
+            "-",
+            "-",
+            0,
+            (
                 f"401/403 as specified; clear keys in {f['db_files_searched']} DB files: "
                 f"{f['clear_keys_found']}; admin token in server log: "
-                f"{f['admin_token_in_log']}"]
+                f"{f['admin_token_in_log']}"
+            ),
+        ]
     return [scenario, "-", "-", "-", "-", "-", json.dumps(f)[:80]]
 
 

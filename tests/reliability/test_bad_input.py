@@ -88,66 +88,184 @@ IMG, TXT, USAGE = "/v1/embeddings/images", "/v1/embeddings/texts", "/v1/usage"
 CASES = [
     Case("empty image list", IMG, (422,), ("empty_request",), json={"images": []}),
     Case("empty text list", TXT, (422,), ("empty_request",), json={"texts": []}),
-    Case("too many items", TXT, (422,), ("too_many_items",),
-         json={"texts": ["x"] * (MAX_ITEMS + 1)}),
+    Case(
+        "too many items", TXT, (422,), ("too_many_items",), json={"texts": ["x"] * (MAX_ITEMS + 1)}
+    ),
     Case("zero-byte image", IMG, (400,), ("invalid_image",), json={"images": [""]}),
     Case("truncated PNG", IMG, (400,), ("invalid_image",), json={"images": [b64(PNG[:40])]}),
-    Case("PNG header over garbage", IMG, (400,), ("invalid_image",),
-         json={"images": [b64(PNG[:33] + b"\x00garbage" * 64)]}),
-    Case("decompression bomb 30000x30000", IMG, (413,), ("image_too_large",),
-         json={"images": [b64(_bomb())]}),
-    Case("bomb after a good image", IMG, (413,), ("image_too_large",),
-         json={"images": [b64(PNG), b64(_bomb(20_000, 20_000))]}),
-    Case("non-image file (PDF)", IMG, (400,), ("invalid_image",),
-         json={"images": [b64(b"%PDF-1.4\n1 0 obj << >> endobj\n%%EOF\n")]}),
-    Case("GIF (not PNG/JPEG)", IMG, (400,), ("unsupported_image", "invalid_image"),
-         json={"images": [b64(_gif())]}),
+    Case(
+        "PNG header over garbage",
+        IMG,
+        (400,),
+        ("invalid_image",),
+        json={"images": [b64(PNG[:33] + b"\x00garbage" * 64)]},
+    ),
+    Case(
+        "decompression bomb 30000x30000",
+        IMG,
+        (413,),
+        ("image_too_large",),
+        json={"images": [b64(_bomb())]},
+    ),
+    Case(
+        "bomb after a good image",
+        IMG,
+        (413,),
+        ("image_too_large",),
+        json={"images": [b64(PNG), b64(_bomb(20_000, 20_000))]},
+    ),
+    Case(
+        "non-image file (PDF)",
+        IMG,
+        (400,),
+        ("invalid_image",),
+        json={"images": [b64(b"%PDF-1.4\n1 0 obj << >> endobj\n%%EOF\n")]},
+    ),
+    Case(
+        "GIF (not PNG/JPEG)",
+        IMG,
+        (400,),
+        ("unsupported_image", "invalid_image"),
+        json={"images": [b64(_gif())]},
+    ),
     Case("invalid base64", IMG, (400,), ("invalid_base64",), json={"images": ["!!not*base64$$"]}),
-    Case("base64 of a data URL", IMG, (400,), ("invalid_base64",),
-         json={"images": ["data:image/png;base64," + b64(PNG)]}),
-    Case("body over the size limit", TXT, (413,), ("request_too_large",),
-         json={"texts": ["y" * (MAX_BYTES + 10)]}),
-    Case("wrong content type text/plain", TXT, (415, 422), (),
-         content=b'{"texts": ["a"]}', content_type="text/plain"),
-    Case("form-encoded body", TXT, (415, 422), (),
-         content=b"texts=a", content_type="application/x-www-form-urlencoded"),
-    Case("malformed JSON", TXT, (400, 422), (), content=b'{"texts": ["a"',
-         content_type="application/json"),
+    Case(
+        "base64 of a data URL",
+        IMG,
+        (400,),
+        ("invalid_base64",),
+        json={"images": ["data:image/png;base64," + b64(PNG)]},
+    ),
+    Case(
+        "body over the size limit",
+        TXT,
+        (413,),
+        ("request_too_large",),
+        json={"texts": ["y" * (MAX_BYTES + 10)]},
+    ),
+    Case(
+        "wrong content type text/plain",
+        TXT,
+        (415, 422),
+        (),
+        content=b'{"texts": ["a"]}',
+        content_type="text/plain",
+    ),
+    Case(
+        "form-encoded body",
+        TXT,
+        (415, 422),
+        (),
+        content=b"texts=a",
+        content_type="application/x-www-form-urlencoded",
+    ),
+    Case(
+        "malformed JSON",
+        TXT,
+        (400, 422),
+        (),
+        content=b'{"texts": ["a"',
+        content_type="application/json",
+    ),
     Case("JSON array body", TXT, (422,), ("invalid_request",), json=["a"]),
     Case("unknown field", TXT, (422,), ("invalid_request",), json={"texts": ["a"], "x": 1}),
     Case("text that is not a string", TXT, (422,), ("invalid_request",), json={"texts": [1]}),
     Case("over-long text", TXT, (422,), ("text_too_long",), json={"texts": ["z" * (MAX_TEXT + 1)]}),
-    Case("NaN normalize", TXT, (422,), ("invalid_request",),
-         content=b'{"texts": ["a"], "normalize": NaN}', content_type="application/json"),
-    Case("bad encoding_format", TXT, (422,), ("invalid_request",),
-         json={"texts": ["a"], "encoding_format": "float16"}),
-    Case("Idempotency-Key over 200 chars", TXT, (422,), ("invalid_request",),
-         json={"texts": ["a"]}, headers={"Idempotency-Key": "k" * 201}),
+    Case(
+        "NaN normalize",
+        TXT,
+        (422,),
+        ("invalid_request",),
+        content=b'{"texts": ["a"], "normalize": NaN}',
+        content_type="application/json",
+    ),
+    Case(
+        "bad encoding_format",
+        TXT,
+        (422,),
+        ("invalid_request",),
+        json={"texts": ["a"], "encoding_format": "float16"},
+    ),
+    Case(
+        "Idempotency-Key over 200 chars",
+        TXT,
+        (422,),
+        ("invalid_request",),
+        json={"texts": ["a"]},
+        headers={"Idempotency-Key": "k" * 201},
+    ),
     # Valid, unusual input: answered and charged exactly.
-    Case("non-ASCII texts", TXT, (200,), json={"texts": ["été", "日本語の文", "🐟🌳", "Ωμέγα\u200b"]},
-         charge=4),
-    Case("text at the length limit (tokenizer truncates)", TXT, (200,),
-         json={"texts": ["word " * (MAX_TEXT // 5)]}, charge=1),
+    Case(
+        "non-ASCII texts",
+        TXT,
+        (200,),
+        json={"texts": ["été", "日本語の文", "🐟🌳", "Ωμέγα\u200b"]},
+        charge=4,
+    ),
+    Case(
+        "text at the length limit (tokenizer truncates)",
+        TXT,
+        (200,),
+        json={"texts": ["word " * (MAX_TEXT // 5)]},
+        charge=1,
+    ),
     # Numbers where numbers are taken: query params and admin bodies.
-    *[Case(f"usage {p}", USAGE, (422,), ("invalid_request",), method="GET", params={k: v})
-      for p, k, v in [("limit=NaN", "limit", "NaN"), ("limit=1e400", "limit", "1e400"),
-                      ("limit=10**30", "limit", "1" + "0" * 30), ("limit=0", "limit", "0"),
-                      ("limit=-1", "limit", "-1"), ("cursor=NaN", "cursor", "NaN"),
-                      ("cursor=-1", "cursor", "-1"), ("cursor=10**30", "cursor", "1" + "0" * 30),
-                      ("cursor=1e5", "cursor", "1e5")]],
-    *[Case(f"admin create budget={v}", "/v1/admin/keys", (422,), ("invalid_request",),
-           admin=True, content=f'{{"name": "n", "budget": {v}}}'.encode(),
-           content_type="application/json")
-      for v in ("NaN", "Infinity", "-Infinity", "1e400", "1" + "0" * 30, "-1", "1.5", '"many"')],
-    Case("admin create rate_limit_rps=NaN", "/v1/admin/keys", (422,), ("invalid_request",),
-         admin=True, content=b'{"name": "n", "budget": 5, "rate_limit_rps": NaN}',
-         content_type="application/json"),
-    *[Case(f"admin topup queries={v}", "/v1/admin/keys/{key_id}/topup", (422,),
-           ("invalid_request",), admin=True, content=f'{{"queries": {v}}}'.encode(),
-           content_type="application/json")
-      for v in ("NaN", "Infinity", "1e400", "1" + "0" * 30, "0", "-5", "2.5")],
-    Case("admin usage limit=NaN", "/v1/admin/keys/{key_id}/usage", (422,), ("invalid_request",),
-         method="GET", admin=True, params={"limit": "NaN"}),
+    *[
+        Case(f"usage {p}", USAGE, (422,), ("invalid_request",), method="GET", params={k: v})
+        for p, k, v in [
+            ("limit=NaN", "limit", "NaN"),
+            ("limit=1e400", "limit", "1e400"),
+            ("limit=10**30", "limit", "1" + "0" * 30),
+            ("limit=0", "limit", "0"),
+            ("limit=-1", "limit", "-1"),
+            ("cursor=NaN", "cursor", "NaN"),
+            ("cursor=-1", "cursor", "-1"),
+            ("cursor=10**30", "cursor", "1" + "0" * 30),
+            ("cursor=1e5", "cursor", "1e5"),
+        ]
+    ],
+    *[
+        Case(
+            f"admin create budget={v}",
+            "/v1/admin/keys",
+            (422,),
+            ("invalid_request",),
+            admin=True,
+            content=f'{{"name": "n", "budget": {v}}}'.encode(),
+            content_type="application/json",
+        )
+        for v in ("NaN", "Infinity", "-Infinity", "1e400", "1" + "0" * 30, "-1", "1.5", '"many"')
+    ],
+    Case(
+        "admin create rate_limit_rps=NaN",
+        "/v1/admin/keys",
+        (422,),
+        ("invalid_request",),
+        admin=True,
+        content=b'{"name": "n", "budget": 5, "rate_limit_rps": NaN}',
+        content_type="application/json",
+    ),
+    *[
+        Case(
+            f"admin topup queries={v}",
+            "/v1/admin/keys/{key_id}/topup",
+            (422,),
+            ("invalid_request",),
+            admin=True,
+            content=f'{{"queries": {v}}}'.encode(),
+            content_type="application/json",
+        )
+        for v in ("NaN", "Infinity", "1e400", "1" + "0" * 30, "0", "-5", "2.5")
+    ],
+    Case(
+        "admin usage limit=NaN",
+        "/v1/admin/keys/{key_id}/usage",
+        (422,),
+        ("invalid_request",),
+        method="GET",
+        admin=True,
+        params={"limit": "NaN"},
+    ),
 ]
 
 
@@ -163,8 +281,9 @@ def _state(vendor: VendorProcess, key: str, key_id: str) -> tuple[int, int, int,
     usage = httpx.get(vendor.base_url + USAGE, headers=auth(key), timeout=30).json()
     conn = read_only(ledger_db(vendor))
     try:
-        used, limit = conn.execute("SELECT used, budget_limit FROM keys WHERE id = ?",
-                                   (key_id,)).fetchone()
+        used, limit = conn.execute(
+            "SELECT used, budget_limit FROM keys WHERE id = ?", (key_id,)
+        ).fetchone()
         rows = conn.execute("SELECT COUNT(*) FROM ledger WHERE key_id = ?", (key_id,)).fetchone()
         n_keys = conn.execute("SELECT COUNT(*) FROM keys").fetchone()[0]
     finally:
@@ -187,13 +306,21 @@ def test_bad_input_is_refused_without_charge(
     headers.update(case.headers or {})
     if case.content_type:
         headers["Content-Type"] = case.content_type
-    resp = httpx.request(case.method, rel_vendor.base_url + case.path.format(key_id=key_id),
-                         json=case.json, content=case.content, params=case.params,
-                         headers=headers, timeout=60)
+    resp = httpx.request(
+        case.method,
+        rel_vendor.base_url + case.path.format(key_id=key_id),
+        json=case.json,
+        content=case.content,
+        params=case.params,
+        headers=headers,
+        timeout=60,
+    )
     after = _state(rel_vendor, key, key_id)
-    RESULTS[case.id] = {"status": resp.status_code,
-                        "code": resp.json().get("error", {}).get("code") if resp.content else None,
-                        "charged": after[0] - before[0]}
+    RESULTS[case.id] = {
+        "status": resp.status_code,
+        "code": resp.json().get("error", {}).get("code") if resp.content else None,
+        "charged": after[0] - before[0],
+    }
 
     assert resp.status_code in case.statuses, resp.text[:300]
     assert resp.headers["content-type"].startswith("application/json")
@@ -218,12 +345,13 @@ def test_bad_input_summary(level: Level) -> None:
     """Write the table's figures (runs after the cases above, in file order)."""
     if not RESULTS:
         pytest.skip("no bad-input case ran in this session")
-    figures = {"cases": len(RESULTS),
-               "refused_4xx": sum(400 <= r["status"] < 500 for r in RESULTS.values()),
-               "answered_200": sum(r["status"] == 200 for r in RESULTS.values()),
-               "http_5xx": sum(r["status"] >= 500 for r in RESULTS.values()),
-               "charged_by_refusals": sum(r["charged"] for r in RESULTS.values()
-                                          if r["status"] != 200),
-               "table": RESULTS}
+    figures = {
+        "cases": len(RESULTS),
+        "refused_4xx": sum(400 <= r["status"] < 500 for r in RESULTS.values()),
+        "answered_200": sum(r["status"] == 200 for r in RESULTS.values()),
+        "http_5xx": sum(r["status"] >= 500 for r in RESULTS.values()),
+        "charged_by_refusals": sum(r["charged"] for r in RESULTS.values() if r["status"] != 200),
+        "table": RESULTS,
+    }
     write_figures("bad-input", level, figures)
     assert figures["http_5xx"] == 0 and figures["charged_by_refusals"] == 0

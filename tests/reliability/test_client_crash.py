@@ -71,8 +71,9 @@ def _cli(*args: str) -> list[str]:
 
 
 def _used(vendor: VendorProcess, key: str) -> int:
-    resp = httpx.get(vendor.base_url + "/v1/usage", headers={"Authorization": f"Bearer {key}"},
-                     timeout=30)
+    resp = httpx.get(
+        vendor.base_url + "/v1/usage", headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
     resp.raise_for_status()
     return resp.json()["budget"]["used"]
 
@@ -108,19 +109,41 @@ def test_killed_fetch_reruns_without_paying_twice(
 ) -> None:
     ensure_running(rel_vendor)
     data = write_dataset(tmp_path / "data", per_class=8)
-    key, _ = new_key(rel_vendor, 100_000, f"fetch-{level.name}", rate_limit_rps=1000,
-                     rate_limit_burst=1000)
+    key, _ = new_key(
+        rel_vendor, 100_000, f"fetch-{level.name}", rate_limit_rps=1000, rate_limit_burst=1000
+    )
     cache, views = tmp_path / "cache", 8
     distinct = _distinct_items(rel_vendor, data, views)
-    args = _cli("fetch", "--data", str(data), "--target-domain", TARGET, "--views", str(views),
-                "--endpoint", rel_vendor.base_url, "--api-key", key, "--cache-dir", str(cache),
-                "--concurrency", "2", "--no-progress")
+    args = _cli(
+        "fetch",
+        "--data",
+        str(data),
+        "--target-domain",
+        TARGET,
+        "--views",
+        str(views),
+        "--endpoint",
+        rel_vendor.base_url,
+        "--api-key",
+        key,
+        "--cache-dir",
+        str(cache),
+        "--concurrency",
+        "2",
+        "--no-progress",
+    )
 
     kills = []
     for _ in range(level.client_kills):
         before = _used(rel_vendor, key)
-        proc = subprocess.Popen(args, cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            cwd=REPO_ROOT,
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + 180
             # Kill once this run has paid for at least two more requests of 16 items.
@@ -145,9 +168,15 @@ def test_killed_fetch_reruns_without_paying_twice(
     _, entries = all_usage_entries(rel_vendor, key)
     paid = [e for e in entries if e["status"] == "charged"]
     idem = Counter(e["idempotency_key"] for e in paid)
-    figures = {"items": len(distinct), "kills": len(kills), "at_kills": kills,
-               "charged": charged, "cached": _cached(cache, distinct),
-               "requests": len(entries), "double_charged_chunks": sum(v > 1 for v in idem.values())}
+    figures = {
+        "items": len(distinct),
+        "kills": len(kills),
+        "at_kills": kills,
+        "charged": charged,
+        "cached": _cached(cache, distinct),
+        "requests": len(entries),
+        "double_charged_chunks": sum(v > 1 for v in idem.values()),
+    }
     write_figures("client-fetch-kill", level, figures)
     assert charged == len(distinct) == figures["cached"]  # every distinct item paid exactly once
     assert sum(e["queries"] for e in paid) == charged
@@ -171,22 +200,58 @@ def test_killed_training_resumes_from_its_checkpoint(
 ) -> None:
     ensure_running(rel_vendor)
     data = write_dataset(tmp_path / "data", per_class=4)
-    key, _ = new_key(rel_vendor, 100_000, f"train-{level.name}", rate_limit_rps=1000,
-                     rate_limit_burst=1000)
+    key, _ = new_key(
+        rel_vendor, 100_000, f"train-{level.name}", rate_limit_rps=1000, rate_limit_burst=1000
+    )
     cache, out = tmp_path / "cache", tmp_path / "out"
-    args = _cli("run", "--data", str(data), "--target-domain", TARGET,
-                "--endpoint", rel_vendor.base_url, "--api-key", key, "--cache-dir", str(cache),
-                "--student", "test_resnet", "--student-size", "32", "--no-pretrained",
-                "--batch-size", "4", "--out", str(out), "--no-progress", "--threads", "1",
-                "--algorithms", "adip", "--views", "1", "--steps", "400", "--align-steps", "5",
-                "--checkpoint-every", "5")
+    args = _cli(
+        "run",
+        "--data",
+        str(data),
+        "--target-domain",
+        TARGET,
+        "--endpoint",
+        rel_vendor.base_url,
+        "--api-key",
+        key,
+        "--cache-dir",
+        str(cache),
+        "--student",
+        "test_resnet",
+        "--student-size",
+        "32",
+        "--no-pretrained",
+        "--batch-size",
+        "4",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--threads",
+        "1",
+        "--algorithms",
+        "adip",
+        "--views",
+        "1",
+        "--steps",
+        "400",
+        "--align-steps",
+        "5",
+        "--checkpoint-every",
+        "5",
+    )
     expected_queries = build_plan(DomainFolder(data), TARGET, views=1).count().total
 
     steps: list[int] = []
     paid_at_kill: list[int] = []
     for _ in range(level.train_kills):
-        proc = subprocess.Popen(args, cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            cwd=REPO_ROOT,
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + 300
             last = steps[-1] if steps else 0
@@ -198,7 +263,7 @@ def test_killed_training_resumes_from_its_checkpoint(
                 if found and (found[0].parent / "align.pt").is_file():
                     try:
                         _, step, stage = _resume_step(out)
-                    except Exception:  # replaced between glob and load: look again
+                    except Exception:  # noqa: BLE001 - replaced while loading: look again
                         step, stage = 0, ""
                     if stage == "distill" and step >= last + 10:
                         break
@@ -218,9 +283,14 @@ def test_killed_training_resumes_from_its_checkpoint(
     assert main(args[3:]) == 0  # the rerun, in process (saves a torch import)
     stdout = capsys.readouterr().out
     (record,) = _records(out)
-    figures = {"kills": len(steps), "resume_steps": steps, "resumed_from": record["resumed_from"],
-               "reused_stages": record["reused_stages"], "charged_before": paid_at_kill[0],
-               "charged_after": _used(rel_vendor, key)}
+    figures = {
+        "kills": len(steps),
+        "resume_steps": steps,
+        "resumed_from": record["resumed_from"],
+        "reused_stages": record["reused_stages"],
+        "charged_before": paid_at_kill[0],
+        "charged_after": _used(rel_vendor, key),
+    }
     write_figures("client-train-kill", level, figures)
     assert record["reused_stages"] == ["align"]
     assert record["resumed_from"]["distill"] == steps[-1] > 0  # from its last checkpoint

@@ -24,13 +24,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.vendor_process import REPO_ROOT, VendorProcess
+from tests.helpers.vendor_process import VendorProcess
 from tests.reliability.conftest import LEVELS, Level, ensure_running, new_key, write_figures
 
 pytestmark = pytest.mark.slow
 EXCLUDED_CHECKS = "positive_data_acceptance,use_after_free"
 # Greedy labels: route templates such as /v1/admin/keys/{key_id}/topup contain braces.
-_SAMPLE = re.compile(r'^vendor_requests_total\{(?P<labels>.*)\}\s+(?P<value>\S+)$')
+_SAMPLE = re.compile(r"^vendor_requests_total\{(?P<labels>.*)\}\s+(?P<value>\S+)$")
 
 
 def _server_counts(vendor: VendorProcess) -> tuple[int, int]:
@@ -47,16 +47,40 @@ def _server_counts(vendor: VendorProcess) -> tuple[int, int]:
     return total, errors
 
 
-def _st(vendor: VendorProcess, token: str, scope: list[str], examples: int, report: Path,
-        seed: int) -> tuple[int, dict, str]:
+def _st(
+    vendor: VendorProcess, token: str, scope: list[str], examples: int, report: Path, seed: int
+) -> tuple[int, dict, str]:
     st = Path(sys.executable).with_name("st")
-    cmd = [str(st), "run", vendor.base_url + "/openapi.json",
-           "-H", f"Authorization: Bearer {token}", *scope,
-           "--max-examples", str(examples), "--exclude-checks", EXCLUDED_CHECKS,
-           "--workers", "1", "--seed", str(seed), "--generation-database", "none",
-           "--continue-on-failure", "--no-color", "--request-timeout", "60",
-           "--report", "json", "--report-json-path", str(report)]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500)
+    cmd = [
+        str(st),
+        "run",
+        vendor.base_url + "/openapi.json",
+        "-H",
+        f"Authorization: Bearer {token}",
+        *scope,
+        "--max-examples",
+        str(examples),
+        "--exclude-checks",
+        EXCLUDED_CHECKS,
+        "--workers",
+        "1",
+        "--seed",
+        str(seed),
+        "--generation-database",
+        "none",
+        "--continue-on-failure",
+        "--no-color",
+        "--request-timeout",
+        "60",
+        "--report",
+        "json",
+        "--report-json-path",
+        str(report),
+    ]
+    # cwd: st keeps a crash cache in ./.schemathesis; keep it out of the work tree.
+    proc = subprocess.run(
+        cmd, cwd=report.parent, capture_output=True, text=True, timeout=1500, check=False
+    )
     output = proc.stdout + proc.stderr
     assert report.is_file(), output[-4000:]
     return proc.returncode, json.loads(report.read_text()), output
@@ -68,14 +92,27 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(
 ) -> None:
     ensure_running(rel_vendor)
     # A key with room to spend and no throttling, so generated bodies reach the model.
-    key, _ = new_key(rel_vendor, 10**9, f"fuzz-{level.name}", rate_limit_rps=1e6,
-                     rate_limit_burst=10**6)
+    key, _ = new_key(
+        rel_vendor, 10**9, f"fuzz-{level.name}", rate_limit_rps=1e6, rate_limit_burst=10**6
+    )
     before = _server_counts(rel_vendor)
     runs = {
-        "api-key": _st(rel_vendor, key, ["--exclude-path-regex", "^/v1/admin"],
-                       level.fuzz_examples, tmp_path / "key.json", seed=1),
-        "admin": _st(rel_vendor, rel_vendor.admin_token, ["--include-path-regex", "^/v1/admin"],
-                     level.fuzz_examples, tmp_path / "admin.json", seed=2),
+        "api-key": _st(
+            rel_vendor,
+            key,
+            ["--exclude-path-regex", "^/v1/admin"],
+            level.fuzz_examples,
+            tmp_path / "key.json",
+            seed=1,
+        ),
+        "admin": _st(
+            rel_vendor,
+            rel_vendor.admin_token,
+            ["--include-path-regex", "^/v1/admin"],
+            level.fuzz_examples,
+            tmp_path / "admin.json",
+            seed=2,
+        ),
     }
     after = _server_counts(rel_vendor)
 
@@ -88,9 +125,15 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(
         "failures": sum(len(r["failures"]) for _, r, _ in runs.values()),
         "errors": sum(len(r["errors"]) for _, r, _ in runs.values()),
         "excluded_checks": EXCLUDED_CHECKS,
-        "per_run": {name: {"exit_code": rc, "test_cases": r["test_cases"],
-                           "operations": r["operations"], "seconds": round(r["running_time"], 1)}
-                    for name, (rc, r, _) in runs.items()},
+        "per_run": {
+            name: {
+                "exit_code": rc,
+                "test_cases": r["test_cases"],
+                "operations": r["operations"],
+                "seconds": round(r["running_time"], 1),
+            }
+            for name, (rc, r, _) in runs.items()
+        },
     }
     write_figures("fuzz", level, figures)
     for name, (rc, report, output) in runs.items():

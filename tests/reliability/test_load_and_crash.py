@@ -19,8 +19,9 @@ pytestmark = pytest.mark.slow
 def _keys(vendor: VendorProcess, level: Level, tag: str) -> list[str]:
     keys = [new_key(vendor, level.budget, f"{tag}-{i}")[0] for i in range(level.keys - 1)]
     # One key with a tight rate limit, so throttling (429) is part of every run.
-    keys.append(new_key(vendor, level.budget, f"{tag}-slow", rate_limit_rps=2.0,
-                        rate_limit_burst=3)[0])
+    keys.append(
+        new_key(vendor, level.budget, f"{tag}-slow", rate_limit_rps=2.0, rate_limit_burst=3)[0]
+    )
     return keys
 
 
@@ -28,8 +29,13 @@ def _keys(vendor: VendorProcess, level: Level, tag: str) -> list[str]:
 def test_concurrent_load_is_metered_exactly(rel_vendor: VendorProcess, level: Level) -> None:
     ensure_running(rel_vendor)
     keys = _keys(rel_vendor, level, f"load-{level.name}")
-    result = LoadRunner(rel_vendor, keys, threads=level.threads,
-                        requests_per_thread=level.requests_per_thread, seed=1).run()
+    result = LoadRunner(
+        rel_vendor,
+        keys,
+        threads=level.threads,
+        requests_per_thread=level.requests_per_thread,
+        seed=1,
+    ).run()
     figures = verify(rel_vendor, keys, result).figures
     figures["threads"] = level.threads
     write_figures("load", level, figures)
@@ -51,9 +57,17 @@ def test_sigkill_during_load_loses_and_doubles_nothing(
 ) -> None:
     ensure_running(rel_vendor)
     keys = _keys(rel_vendor, level, f"crash-{level.name}")
-    runner = LoadRunner(rel_vendor, keys, threads=level.threads, requests_per_thread=0,
-                        kills=level.vendor_kills, seed=2,
-                        topup_per_restart={k: level.budget for k in keys})
+    runner = LoadRunner(
+        rel_vendor,
+        keys,
+        threads=level.threads,
+        requests_per_thread=0,
+        kills=level.vendor_kills,
+        seed=2,
+        # Half a budget per restart: charges resume after each restart (so the
+        # next kill finds some in flight) and the budgets still run out.
+        topup_per_restart={k: level.budget // 2 for k in keys},
+    )
     result = runner.run()
     assert result.kills == level.vendor_kills
     figures = verify(rel_vendor, keys, result).figures
@@ -62,6 +76,7 @@ def test_sigkill_during_load_loses_and_doubles_nothing(
 
     statuses = figures["status_counts"]
     assert statuses.get("none", 0) > 0, "no request was cut by a kill"
+    assert statuses.get("402", 0) > 0, statuses  # the small budgets ran out
     # Every request cut by a kill was eventually answered (the runner retried it).
     answered = {a.logical for a in result.attempts if a.status is not None}
     assert answered == set(result.logicals)
