@@ -17,34 +17,38 @@ from vendor_service.metrics import Metrics
 from vendor_service.ratelimit import TokenBuckets, retry_after_header
 from vendor_service.settings import VendorSettings
 
+# Dependencies that only read app state or compute are ``async def``: FastAPI runs a plain
+# ``def`` dependency in the threadpool, and those hops were a large share of a request's CPU
+# (profiled with benchmarks/profile_vendor.py). Only the ones that touch SQLite leave the loop.
 
-def get_settings(request: Request) -> VendorSettings:
+
+async def get_settings(request: Request) -> VendorSettings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def get_model(request: Request) -> LoadedModel:
+async def get_model(request: Request) -> LoadedModel:
     model = getattr(request.app.state, "model", None)
     if model is None:
         raise ApiError(503, "not_ready", "the model is not loaded yet")
     return model
 
 
-def get_batcher(request: Request) -> Batcher:
+async def get_batcher(request: Request) -> Batcher:
     batcher = getattr(request.app.state, "batcher", None)
     if batcher is None:
         raise ApiError(503, "not_ready", "the inference worker is not running")
     return batcher
 
 
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     return request.state.request_id
 
 
@@ -56,7 +60,7 @@ BatcherDep = Annotated[Batcher, Depends(get_batcher)]
 RequestIdDep = Annotated[str, Depends(request_id)]
 
 
-def bearer_token(
+async def bearer_token(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> str:
     """The token of ``Authorization: Bearer <token>``; 401 when absent."""
@@ -89,7 +93,7 @@ class Account:
     key: KeyRecord
 
 
-def rate_limited_account(request: Request, key: KeyDep, settings: SettingsDep) -> Account:
+async def rate_limited_account(request: Request, key: KeyDep, settings: SettingsDep) -> Account:
     """429 with Retry-After when the key's token bucket is empty."""
     buckets: TokenBuckets = request.app.state.rate_limits
     rps = key.rate_limit_rps or settings.rate_limit.rps
@@ -136,7 +140,9 @@ class Meter:
         return self.account.key.id
 
 
-def meter(request: Request, account: AccountDep, store: StoreDep, rid: RequestIdDep) -> Meter:
+async def meter(
+    request: Request, account: AccountDep, store: StoreDep, rid: RequestIdDep
+) -> Meter:
     return Meter(account, store, request.app.state.instance_id, rid)
 
 
