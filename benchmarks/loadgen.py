@@ -28,6 +28,7 @@ class LoadResult:
     errors: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
     items_per_request: int = 1
+    total_ok: int = 0  # every 200, warm-up included (for CPU per request)
 
     @property
     def throughput(self) -> float:
@@ -114,6 +115,7 @@ async def _client(
                 if status not in (429, 503):
                     raise RuntimeError(f"HTTP {status}: {body[:300]!r}")
                 continue
+            result.total_ok += 1
             if check_first:
                 parsed = json.loads(body)
                 if len(parsed["data"]) != result.items_per_request:
