@@ -258,7 +258,7 @@ if [ "${SMOKE_DEMO:-0}" = 1 ]; then
         --target-domain sketch --algorithms adip --views 1 --steps 2 --align-steps 2 \
         --out /work/runs/smoke --no-progress >"$WORK/demo.log" 2>&1 \
         || { tail -40 "$WORK/demo.log"; false; }
-    grep -E "created API key|queries sent|adip .*OOD" "$WORK/demo.log" | sed 's/^/    /'
+    grep -E "demo-entrypoint|queries sent|adip .*OOD" "$WORK/demo.log" | sed 's/^/    /'
     grep -q "| adip |" "$WORK/demo.log"
     ok "$CURRENT"
 fi
