@@ -280,7 +280,11 @@ def test_killed_training_resumes_from_its_checkpoint(
     assert paid_at_kill[0] == expected_queries  # everything was fetched before training
 
     capsys.readouterr()
-    assert main(args[3:]) == 0  # the rerun, in process (saves a torch import)
+    threads = torch.get_num_threads()
+    try:
+        assert main(args[3:]) == 0  # the rerun, in process (saves a torch import)
+    finally:
+        torch.set_num_threads(threads)  # `run --threads 1` must not leak into later tests
     stdout = capsys.readouterr().out
     (record,) = _records(out)
     figures = {
