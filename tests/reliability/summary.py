@@ -42,7 +42,7 @@ def _row(scenario: str, f: dict, level: dict) -> list[str]:
             k.get("delivered_by_retry_replay", 0) for k in f["per_key"].values()
         )
         return [
-            f"crash: {load}, vendor SIGKILLed + restarted",
+            f"crash: {load} + one 10-query key, vendor SIGKILLed + restarted",
             f["answered_requests"],
             f["kills"],
             f["charged_queries"],
