@@ -51,12 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"scripts/demo.py failed with exit code {rc}; see {log_path}", file=sys.stderr)
         return rc
 
-    def peak(word: str) -> float | None:
-        hits = [x["vmhwm_mib"] for x in summary["processes"] if word in x["cmd"]]
+    def peak(*words: str) -> float | None:
+        hits = [x["vmhwm_mib"] for x in summary["processes"]
+                if any(w in x["cmd"] for w in words)]
         return max(hits) if hits else None
 
-    vendor = peak("vendor_service")
-    client = peak("client_distiller") or peak("client-distiller")
+    vendor = peak("vendor-service serve", "vendor_service.cli serve")
+    # scripts/demo.py calls `client-distiller run` in process: its process is the client
+    client = peak("scripts/demo.py", "client_distiller", "client-distiller")
     result.rows = [
         Row("mem-demo-vendor", f"make demo (--steps {args.steps}): vendor peak RSS (VmHWM)",
             f"{vendor} MiB", "(report)", None, vendor),
