@@ -5,7 +5,9 @@ Rows (issue 7):
      image per request, divided by the bare model's images/s at its best batch size, measured
      in this process in the same run (same weights, same torch thread count as the server's
      inference worker).
-  2. the same load against the same server started with ``--max-batch 1``.
+  2. the same load against the same server started with ``--max-batch 1``, in alternating
+     rounds against both (both servers run side by side; a round is 16 clients for half the
+     window).
   3. p50 latency of a one-image request at concurrency 1 minus the bare model's median batch-1
      forward time.
   9a. throughput and p99 latency at concurrency 1, 4, 16, 64.
@@ -34,6 +36,7 @@ from _common import (
     choose_teacher,
     median,
     mib,
+    percentile,
     proc_status_kb,
 )
 from loadgen import LoadResult, image_request_bodies, run_load
@@ -151,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch-sizes", default="1,2,4,8,16,32,64,128",
                    help="bare-model batch sizes tried for its best throughput")
     p.add_argument("--bare-seconds", type=float, default=1.5, help="per bare batch size")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="alternating on/off rounds for row 2 (each --seconds/2 long)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads of the server's inference worker and of the bare model")
     p.add_argument("--max-batch", type=int, default=None, help="server --max-batch (default: "
@@ -194,31 +199,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep: dict[int, dict] = {}
     for sub in ("on", "off"):
         (scratch / sub).mkdir()
+    on16: dict = {}
+    off: dict = {}
     try:
-        print("server, batching on (vendor defaults)")
-        with start_vendor(scratch / "on", model=teacher.model, **knobs) as vendor:
+        print("servers: batching on (vendor defaults) and off (--max-batch 1), both running")
+        off_knobs = {**knobs, "max_batch": 1}
+        with start_vendor(scratch / "on", model=teacher.model, **knobs) as vendor, \
+                start_vendor(scratch / "off", model=teacher.model, **off_knobs) as v_off:
             key = vendor.create_key(10**12, name="bench")
+            key_off = v_off.create_key(10**12, name="bench")
             for c in conc:
                 res, mean_batch, cpu_ms = load_with_batches(vendor, key, bodies, c,
                                                             args.seconds, args.warmup)
                 sweep[c] = {**res.summary(), "mean_batch": round(mean_batch, 2),
                             "server_cpu_ms_per_request": round(cpu_ms, 3)}
-            if 16 not in sweep:
-                res, mean_batch, cpu_ms = load_with_batches(vendor, key, bodies, 16,
-                                                            args.seconds, args.warmup)
-                sweep[16] = {**res.summary(), "mean_batch": round(mean_batch, 2),
-                             "server_cpu_ms_per_request": round(cpu_ms, 3)}
+            # Row 2: on and off in alternating rounds of 16 clients, so that a change in the
+            # neighbours' load hits both sides alike; the figure pools the rounds.
+            print(f"row 2: {args.rounds} alternating rounds, 16 clients, on then off")
+            pooled: dict[str, list] = {"on": [], "off": []}
+            for _ in range(args.rounds):
+                for side, v, k in (("on", vendor, key), ("off", v_off, key_off)):
+                    res, mb, cpu = load_with_batches(v, k, bodies, 16,
+                                                     args.seconds / 2, args.warmup / 2)
+                    pooled[side].append((res, mb, cpu))
             vendor_hwm = proc_status_kb(vendor.proc.pid, "VmHWM")
             vendor_rss = proc_status_kb(vendor.proc.pid, "VmRSS")
             card = vendor_card(vendor.base_url)
-        print("server, batching off (--max-batch 1)")
-        off_knobs = {**knobs, "max_batch": 1}
-        with start_vendor(scratch / "off", model=teacher.model, **off_knobs) as vendor:
-            key = vendor.create_key(10**12, name="bench")
-            res_off, mb_off, cpu_off = load_with_batches(vendor, key, bodies, 16, args.seconds,
-                                                         args.warmup)
-            off = {**res_off.summary(), "mean_batch": round(mb_off, 2),
-                   "server_cpu_ms_per_request": round(cpu_off, 3)}
+        on16, off = (_pool(pooled[side]) for side in ("on", "off"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -233,9 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The most batching can buy: the bare model's best batch vs batch 1 (row 2's ceiling).
     bare_b1 = max(bare1[1]["images_s"], bare2[1]["images_s"]) if 1 in sizes else float("nan")
     model_gain = bare_peak / bare_b1
-    thr16 = sweep[16]["throughput_items_s"]
+    thr16 = sweep[16]["throughput_items_s"] if 16 in sweep else on16["throughput_items_s"]
     r1 = thr16 / bare_peak
-    r2 = thr16 / off["throughput_items_s"] if off["throughput_items_s"] else float("inf")
+    r2 = on16["throughput_items_s"] / off["throughput_items_s"]
     p50_c1 = sweep[1]["p50_ms"] if 1 in sweep else float("nan")
     overhead = p50_c1 - fwd1_ms
 
@@ -253,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{r1:.2f} ({thr16:.0f} vs {bare_peak:.0f} img/s at batch {best_b})",
             ">= 0.85", r1 >= 0.85, round(r1, 3)),
         Row("2", "batching on vs off (--max-batch 1), 16 clients",
-            f"{r2:.1f}x ({thr16:.0f} vs {off['throughput_items_s']:.0f} img/s; bare model "
+            f"{r2:.1f}x ({on16['throughput_items_s']:.0f} vs {off['throughput_items_s']:.0f} "
+            f"img/s; bare model "
             f"batch {best_b} vs 1: {model_gain:.1f}x)",
             ">= 3x", r2 >= 3, round(r2, 2)),
         Row("3", "server overhead: p50(1 image, c=1) - bare batch-1 forward",
@@ -278,7 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bare_batch1_images_s": round(bare_b1, 1),
         "bare_batching_gain": round(model_gain, 2),
         "batching_on": {str(c): v for c, v in sweep.items()},
-        "batching_off_c16": off,
+        "row2_rounds": args.rounds,
+        "batching_on_c16_rounds": on16,
+        "batching_off_c16_rounds": off,
         "little_law_p99_bound_ms": round(3 * little_ms, 1),
         "vendor_vmhwm_mib": mib(vendor_hwm),
         "vendor_rss_after_mib": mib(vendor_rss),
@@ -286,6 +296,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     result.write(args.out)
     return 0
+
+
+def _pool(rounds: list[tuple[LoadResult, float, float]]) -> dict:
+    """One summary of several load rounds: pooled counts and latencies, mean batch and CPU."""
+    seconds = sum(r.seconds for r, _, _ in rounds)
+    ok = sum(r.ok for r, _, _ in rounds)
+    lat = [x for r, _, _ in rounds for x in r.latencies_ms]
+    return {
+        "seconds": round(seconds, 2),
+        "requests_ok": ok,
+        "throughput_items_s": round(ok / seconds, 1),
+        "p50_ms": round(percentile(lat, 50), 2),
+        "p99_ms": round(percentile(lat, 99), 2),
+        "per_round_items_s": [round(r.throughput, 1) for r, _, _ in rounds],
+        "mean_batch": round(sum(mb for _, mb, _ in rounds) / len(rounds), 2),
+        "server_cpu_ms_per_request": round(sum(c for _, _, c in rounds) / len(rounds), 3),
+    }
 
 
 def vendor_card(base_url: str) -> dict:
