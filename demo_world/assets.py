@@ -22,16 +22,17 @@ DEMO_TEACHER_MODEL = "vl2v-demo"
 DEMO_TEACHER_DESCRIPTION = (
     "vl2v-demo: a small CLIP (ViT, 64 px input, 8 px patches, 4 layers x 64 wide; text "
     "transformer 3 layers x 64; 64-d embeddings) trained contrastively by "
-    "`python -m demo_world build-teacher` on 20,000 rendered images with web-style captions "
-    "over the 22 classes x 10 styles of the project's synthetic demo world. A stand-in for a "
-    "real CLIP that only knows this world; not a general-purpose model."
+    "`python -m demo_world build-teacher` (2,500 steps of 128) on 40,000 rendered images with "
+    "web-style captions over the 22 classes x 10 styles (30 % photos) of the project's "
+    "synthetic demo world. A stand-in for a real CLIP that only knows this world; not a "
+    "general-purpose model."
 )
 
 __all__ = [
     "BENCHMARK_CLASSES",
     "BENCHMARK_STYLES",
-    "DEMO_TEACHER_DESCRIPTION",
     "DEMO_STUDENT_MODEL",
+    "DEMO_TEACHER_DESCRIPTION",
     "DEMO_TEACHER_MODEL",
     "create_demo_student",
     "default_data_dir",
@@ -63,21 +64,21 @@ def demo_student_pretrained_cfg(path: Path | None = None) -> dict:
     """The ``pretrained_cfg_overlay`` that points timm at the demo student's weights file."""
     from demo_world.render import CLASSES
 
-    return dict(
-        file=str(path or demo_student_checkpoint()),
-        num_classes=len(CLASSES),  # the file's head; timm drops it when num_classes differs
-        input_size=DEMO_STUDENT_INPUT_SIZE,
-        mean=DEMO_STUDENT_MEAN,
-        std=DEMO_STUDENT_STD,
-        crop_pct=1.0,
-        interpolation="bilinear",
-        pool_size=(2, 2),
+    return {
+        "file": str(path or demo_student_checkpoint()),
+        "num_classes": len(CLASSES),  # the file's head; timm drops it when num_classes differs
+        "input_size": DEMO_STUDENT_INPUT_SIZE,
+        "mean": DEMO_STUDENT_MEAN,
+        "std": DEMO_STUDENT_STD,
+        "crop_pct": 1.0,
+        "interpolation": "bilinear",
+        "pool_size": (2, 2),
         # the stock cfg names ImageNet weights; these fields would misdescribe our file
-        url="",
-        hf_hub_id="",
-        tag="vl2v_demo_photo22",
-        license="MIT",
-    )
+        "url": "",
+        "hf_hub_id": "",
+        "tag": "vl2v_demo_photo22",
+        "license": "MIT",
+    }
 
 
 def create_demo_student(num_classes: int = 0, pretrained: bool = True, path: Path | None = None):

@@ -130,18 +130,18 @@ def evaluate_world(teacher: Path | None = None, student: Path | None = None,
 def format_table(res: dict) -> str:
     """The evaluation as two markdown tables."""
     styles = list(res["zero_shot"]["photo"])
-    lines = [f"Teacher zero-shot accuracy per benchmark style ({res['n_per_class']} images per "
-             f"class per style, from index {res['start']})", "",
+    lines = [(f"Teacher zero-shot accuracy per benchmark style ({res['n_per_class']} images per "
+              f"class per style, from index {res['start']})"), "",
              "| prompt | " + " | ".join(styles) + " | mean |",
              "|---|" + "---|" * (len(styles) + 1)]
     for p, tpl in PROMPTS.items():
         row = [res["zero_shot"][p][s] for s in styles]
         lines.append(f"| `{tpl}` | " + " | ".join(f"{100 * a:.1f}" for a in row)
                      + f" | {100 * sum(row) / len(row):.1f} |")
-    lines += ["", "Held-out style: student linear probe (frozen features, trained on the other "
-              "3 styles) vs teacher zero-shot on the same images", "",
-              "| held-out style | student probe | teacher zero-shot (`a {style} of a {class}`) "
-              "| teacher zero-shot (`a photo of a {class}`) |", "|---|---|---|---|"]
+    lines += ["", ("Held-out style: student linear probe (frozen features, trained on the other "
+                   "3 styles) vs teacher zero-shot on the same images"), "",
+              ("| held-out style | student probe | teacher zero-shot (`a {style} of a {class}`) "
+               "| teacher zero-shot (`a photo of a {class}`) |"), "|---|---|---|---|"]
     for s, r in res["ood"].items():
         lines.append(f"| {s} | {100 * r['student_probe']:.1f} | {100 * r['teacher_zero_shot']:.1f}"
                      f" | {100 * r['teacher_zero_shot_photo_prompt']:.1f} |")

@@ -447,7 +447,7 @@ def _mask(part: Part, size: int, widen: float = 0.0) -> Image.Image:
         if widen:
             d.line(_xy(np.concatenate([part.pts, part.pts[:1]])), fill=255, width=int(widen))
     else:
-        d.line(_xy(part.pts), fill=255, width=max(1, int(round(part.width + widen))),
+        d.line(_xy(part.pts), fill=255, width=max(1, round(part.width + widen)),
                joint="curve")
     return m
 
@@ -462,7 +462,7 @@ def _outline(d: ImageDraw.ImageDraw, p: Part, color, width: int) -> None:
     if p.fill:
         d.line(_xy(np.concatenate([p.pts, p.pts[:1]])), fill=color, width=width, joint="curve")
     else:
-        d.line(_xy(p.pts), fill=color, width=int(round(p.width)) + width, joint="curve")
+        d.line(_xy(p.pts), fill=color, width=round(p.width) + width, joint="curve")
 
 
 def style_photo(parts, rng, size):

@@ -29,7 +29,7 @@ def test_build_teacher_tiny(tmp_path, capsys):
     sd = torch.load(out, weights_only=True)
     assert all(v.dtype == torch.float16 for v in sd.values() if v.is_floating_point())
     register_open_clip_configs()
-    model, _, pre = open_clip.create_model_and_transforms(DEMO_TEACHER_MODEL, pretrained=str(out))
+    model, _, _ = open_clip.create_model_and_transforms(DEMO_TEACHER_MODEL, pretrained=str(out))
     got = model.state_dict()
     for k, v in sd.items():  # the trained values, not a fresh random init, were loaded
         assert torch.equal(got[k].to(v.dtype), v), k

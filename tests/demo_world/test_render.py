@@ -41,7 +41,7 @@ def test_same_seed_same_bytes_other_seed_differs():
 
 def test_corpus_is_deterministic_with_varied_captions():
     x1, y1, s1, c1 = draw_set(40, 7, STREAM_CORPUS, with_captions=True, progress=False)
-    x2, y2, s2, c2 = draw_set(40, 7, STREAM_CORPUS, with_captions=True, progress=False)
+    x2, y2, _, c2 = draw_set(40, 7, STREAM_CORPUS, with_captions=True, progress=False)
     x3, *_ = draw_set(40, 8, STREAM_CORPUS, progress=False)
     assert np.array_equal(x1, x2) and np.array_equal(y1, y2) and c1 == c2
     assert not np.array_equal(x1, x3)
@@ -49,7 +49,7 @@ def test_corpus_is_deterministic_with_varied_captions():
     for cap, y in zip(c1, y1):
         assert classes[y] in cap
     assert len(set(c1)) > 20  # templates, styles and colour words vary
-    assert len(set(styles[s] for s in s1)) >= 6
+    assert len({styles[s] for s in s1}) >= 6
 
 
 @pytest.mark.parametrize("style", list(STYLES))
@@ -120,7 +120,7 @@ def test_default_benchmark_location_and_name(tmp_path, monkeypatch):
 def test_killed_generation_leaves_no_dataset(tmp_path, monkeypatch):
     calls = []
 
-    def dies_halfway(root, **kw):  # noqa: ARG001
+    def dies_halfway(root, **kw):
         (root / "photo" / "house").mkdir(parents=True)
         (root / "photo" / "house" / "0000.png").write_bytes(b"partial")
         calls.append(root)
