@@ -187,7 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", help="open_clip architecture (default vl2v-demo)")
     serve.add_argument("--pretrained", help="open_clip pretrained tag or checkpoint path")
     data_dir_arg(serve)
-    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("VENDOR_WORKERS", "1")),
+        help="uvicorn worker processes (env VENDOR_WORKERS)",
+    )
     serve.add_argument("--max-batch", type=int, help="most items per model call")
     serve.add_argument("--max-wait-ms", type=float, help="longest wait to fill a batch")
     serve.add_argument("--max-request-bytes", type=int, help="413 above this body size")

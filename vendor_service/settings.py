@@ -17,6 +17,9 @@ class ModelSettings(BaseModel):
         description="open_clip pretrained tag or checkpoint path; None = the demo teacher's "
         "shipped checkpoint for the default model, random weights otherwise.",
     )
+    device: str = Field(
+        "cpu", description="torch device to run the model on, e.g. `cpu` or `cuda` (GPU image)."
+    )
     price_per_image_query: float = 0.0001
     price_per_text_query: float = 0.00002
 

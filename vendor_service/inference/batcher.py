@@ -145,11 +145,12 @@ class Batcher:
             if self.debug_delay_s:
                 time.sleep(self.debug_delay_s)
             inputs = torch.cat([j.inputs for j in jobs])  # [N, ...]
+            device = next(self.model.parameters()).device
             outs = []
             with torch.inference_mode():
                 for chunk in inputs.split(self.max_batch):
                     encode = self.model.encode_image if kind == "images" else self.model.encode_text
-                    outs.append(encode(chunk).float())  # [b, D]
+                    outs.append(encode(chunk.to(device)).float().cpu())  # [b, D]
                     self._on_batch(kind, int(chunk.shape[0]))
             feats = torch.cat(outs)  # [N, D]
         except Exception as exc:  # noqa: BLE001 -- one bad batch fails its jobs, never the worker

@@ -105,7 +105,7 @@ def load_model(settings: ModelSettings) -> LoadedModel:
             if pretrained is None:
                 torch.manual_seed(0)
             model, _, preprocess = open_clip.create_model_and_transforms(
-                settings.name, pretrained=pretrained, device="cpu", precision="fp32"
+                settings.name, pretrained=pretrained, device=settings.device, precision="fp32"
             )
     except Exception as exc:  # open_clip raises RuntimeError/OSError/... for bad weights
         raise ModelUnavailable(f"could not load {settings.name!r} ({pretrained}): {exc}") from exc
