@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd.append("--no-pretrained")
         student = f"demo student architecture, random init ({demo_student_checkpoint().name} missing)"
         print(f"note: {student}", file=sys.stderr)
-    print("$ " + " ".join(cmd[1:]).replace(sys.executable, "python"), flush=True)
+    print("$ " + " ".join(["python", *cmd[1:]]), flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
     t0 = time.time()
     log_path = run_dir / "run.log"
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result.details = {
         "teacher": teacher.weights,
         "student": student,
-        "command": " ".join(cmd[1:]).replace(sys.executable, "python"),
+        "command": " ".join(["python", *cmd[1:]]),
         "target": args.target_domain, "steps_per_stage": args.steps, "seeds": sorted(seeds),
         "n_train_images": n_train,
         "curve": curve,
