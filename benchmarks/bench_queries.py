@@ -91,8 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = {int(s) for s in args.seeds.split(",")}
     records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()
                if line.strip()]
+    # only this invocation's records (reused checkpoints are recorded again with a new time)
     records = [r for r in records if r["algorithm"] == "adip" and r["seed"] in seeds
-               and r["target"] == args.target_domain and r["loop"]["steps"] == args.steps]
+               and r["target"] == args.target_domain and r["loop"]["steps"] == args.steps
+               and r["time"] >= t0]
     by_view: dict[str, dict] = {}
     for r in records:  # latest record per (views, seed)
         by_view.setdefault(str(r["views"]), {})[r["seed"]] = r
