@@ -13,7 +13,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +229,8 @@ def _config_hash(config: ExperimentConfig, data: TargetData, name: str) -> str:
         "size": config.student_size, "prompts": config.prompts,
         "split": [config.holdout_fraction, config.split_seed, config.view_seed],
         "teacher": data.fingerprint, "n_train": len(data.train_samples),
+        # Checkpoints from before each run's seed drove its sampler are not reused.
+        "sampler": "per-run-seed",
     }, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
@@ -287,7 +289,10 @@ def run_one(
         val = [ev for ev in data.evals if ev.split == "out"]
         eval_fn: Callable[[Algorithm], float] = lambda a: float(
             np.mean([accuracy(a, ev, size) for ev in val]))
-        result = train(algorithm, pairs, config.loop, workdir, eval_fn=eval_fn,
+        # The run's seed drives the batch order as well as the initialization: with one
+        # sampler seed for every run, a student without random init (sd) trained identically.
+        loop = replace(config.loop, seed=seed)
+        result = train(algorithm, pairs, loop, workdir, eval_fn=eval_fn,
                        desc=f"{name} {data.target} s{seed}")
         stage_seconds, best_val = result.stage_seconds, result.best_val
         resumed_from = result.resumed_from
@@ -318,7 +323,8 @@ def run_one(
         "seconds": time.perf_counter() - t0,
         "checkpoint": str(workdir / f"{algorithm.stages[-1]}.pt") if algorithm.stages else None,
         "hp": asdict(config.hp),
-        "loop": {k: v for k, v in asdict(config.loop).items() if k != "progress"},
+        "loop": {**{k: v for k, v in asdict(config.loop).items() if k != "progress"},
+                 "seed": seed},
         "student": config.backbone_spec if name != "sd" else {"kind": "open_clip_visual",
                                                               "name": card.id},
         "teacher": {"id": card.id, "fingerprint": data.fingerprint},
