@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import Row, TreeMemorySampler, percentile, print_rows  # noqa: E402
+from _common import Row, TreeMemorySampler, percentile, print_rows
 
 BENCH = Path(__file__).parent
 
