@@ -102,7 +102,9 @@ def queries_table(records: Sequence[dict[str, Any]], algorithm: str = "adip") ->
     def order(k: str) -> tuple:
         return (1, 0) if not k.isdigit() else (0, int(k))
 
-    lines = ["| views K | image+text queries per target (mean) | ID acc | OOD acc (Avg) | runs |",
+    header = ("| views K | image+text queries per held-out domain | ID acc | OOD acc | runs "
+              "(held-out domains x seeds; mean ± SE over them) |")
+    lines = [header,
              "|---|---|---|---|---|"]
     for k in sorted(rows, key=order):
         rs = rows[k]
