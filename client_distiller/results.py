@@ -144,12 +144,7 @@ def plot_per_domain(records: Sequence[dict[str, Any]], path: str | Path,
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8, ncols=min(5, len(names)))
     ax.set_title("Leave-one-domain-out accuracy on the held-out domain")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_accuracy_vs_queries(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -183,6 +178,13 @@ def plot_accuracy_vs_queries(records: Sequence[dict[str, Any]], path: str | Path
     ax.set_ylabel("OOD accuracy (%)")
     ax.legend(fontsize=8)
     ax.set_title("Accuracy against queries spent")
+    return _save_figure(fig, path)
+
+
+def _save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` as a PNG (creating its folder) and free it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
