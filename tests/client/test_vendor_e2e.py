@@ -20,11 +20,8 @@ import httpx
 import pytest
 
 from client_distiller.cli import main
-from client_distiller.data import DomainFolder
-from client_distiller.plan import build_plan, iter_image_batches
-from client_distiller.teacher import QueryCache, item_digest
-from client_distiller.teacher.wire import encode_image
 from tests.client.conftest import make_dataset
+from tests.helpers.plan_items import cached_count, distinct_items
 from tests.helpers.vendor_process import VendorProcess, start_vendor
 
 pytestmark = pytest.mark.slow
@@ -50,23 +47,6 @@ def _args(vendor: VendorProcess, key: str, data: Path, cache: Path, *extra: str)
             "--api-key", key, "--cache-dir", str(cache), *extra]
 
 
-def _distinct_items(vendor: VendorProcess, data: Path, views: int) -> set[str]:
-    """Cache keys of every distinct item the plan needs, computed independently of fetch."""
-    card = httpx.get(vendor.base_url + "/v1/models", timeout=10).json()["data"][0]
-    plan = build_plan(DomainFolder(data), "sketch", views=views)
-    fp, size = card["fingerprint"], card["image_size"]
-    keys = {item_digest(fp, "texts", q.text.encode()) for q in plan.text_queries}
-    for _, _, images in iter_image_batches(plan, size):
-        keys |= {item_digest(fp, "images", encode_image(im, size)) for im in images}
-    return keys
-
-
-def _cached(cache: Path, keys: set[str]) -> int:
-    qc = QueryCache(cache)
-    try:
-        return sum(qc.contains(k) for k in keys)
-    finally:
-        qc.close()
 
 
 def _ledger_sum(cache: Path, column: str, run: str | None = None) -> int:
@@ -100,7 +80,7 @@ def _charged_entries(vendor: VendorProcess, key: str) -> list[dict]:
 def test_estimate_fetch_refetch_report(vendor, data, tmp_path, capsys) -> None:
     key = vendor.create_key(1000)
     cache = tmp_path / "cache"
-    distinct = _distinct_items(vendor, data, views=2)
+    distinct = distinct_items(vendor.base_url, data, "sketch", 2)
     assert len(distinct) == 20 * 2 + 14 + 3  # 20 train x K=2, 4 val + 10 test, 3 classes
 
     assert main(["estimate", *_args(vendor, key, data, cache, "--views", "2")]) == 0
@@ -111,7 +91,7 @@ def test_estimate_fetch_refetch_report(vendor, data, tmp_path, capsys) -> None:
 
     assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2")]) == 0
     used = vendor.usage(key)["budget"]["used"]
-    assert used == len(distinct) == _cached(cache, distinct)
+    assert used == len(distinct) == cached_count(cache, distinct)
 
     assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2")]) == 0
     assert vendor.usage(key)["budget"]["used"] == used  # second fetch: zero queries sent
@@ -131,7 +111,7 @@ def test_killed_fetch_resumes_without_paying_twice(vendor, data, tmp_path) -> No
     key = vendor.create_key(10_000)
     cache = tmp_path / "cache"
     views = 8
-    distinct = _distinct_items(vendor, data, views=views)
+    distinct = distinct_items(vendor.base_url, data, "sketch", views)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "client_distiller.cli", "fetch",
@@ -148,7 +128,7 @@ def test_killed_fetch_resumes_without_paying_twice(vendor, data, tmp_path) -> No
     proc.wait(30)
     proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
-    cached_before = _cached(cache, distinct)
+    cached_before = cached_count(cache, distinct)
     charged_before = vendor.usage(key)["budget"]["used"]
     assert 0 < cached_before < len(distinct)  # killed halfway, kept what it stored
 
@@ -156,7 +136,7 @@ def test_killed_fetch_resumes_without_paying_twice(vendor, data, tmp_path) -> No
                                  "--no-progress")]) == 0
     usage = vendor.usage(key)
     assert usage["budget"]["used"] == len(distinct)  # each distinct item paid exactly once
-    assert _cached(cache, distinct) == len(distinct)
+    assert cached_count(cache, distinct) == len(distinct)
     entries = _charged_entries(vendor, key)
     assert sum(e["queries"] for e in entries) == len(distinct)
     keys = Counter(e["idempotency_key"] for e in entries)
@@ -173,15 +153,15 @@ def test_killed_fetch_resumes_without_paying_twice(vendor, data, tmp_path) -> No
 def test_max_queries_is_never_exceeded(vendor, data, tmp_path, capsys) -> None:
     key = vendor.create_key(1000)
     cache = tmp_path / "cache"
-    distinct = _distinct_items(vendor, data, views=2)
+    distinct = distinct_items(vendor.base_url, data, "sketch", 2)
     assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2",
                                  "--max-queries", "20")]) == 4
     assert "--max-queries 20 reached" in capsys.readouterr().err
-    assert vendor.usage(key)["budget"]["used"] == 20 == _cached(cache, distinct)
+    assert vendor.usage(key)["budget"]["used"] == 20 == cached_count(cache, distinct)
     # A second capped run buys the next 20, not the same ones again.
     assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2",
                                  "--max-queries", "20")]) == 4
-    assert vendor.usage(key)["budget"]["used"] == 40 == _cached(cache, distinct)
+    assert vendor.usage(key)["budget"]["used"] == 40 == cached_count(cache, distinct)
     assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2")]) == 0
     assert vendor.usage(key)["budget"]["used"] == len(distinct)
 
@@ -189,13 +169,13 @@ def test_max_queries_is_never_exceeded(vendor, data, tmp_path, capsys) -> None:
 def test_budget_smaller_than_plan_stops_cleanly(vendor, data, tmp_path, capsys) -> None:
     key = vendor.create_key(30)
     cache = tmp_path / "cache"
-    distinct = _distinct_items(vendor, data, views=2)
+    distinct = distinct_items(vendor.base_url, data, "sketch", 2)
     assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2")]) == 3
     err = capsys.readouterr().err
     assert "budget exhausted" in err and "Traceback" not in err
     used = vendor.usage(key)["budget"]["used"]
     assert used == 30  # after the 402, smaller requests spend the budget left exactly
-    assert _cached(cache, distinct) == used  # everything paid for is cached
+    assert cached_count(cache, distinct) == used  # everything paid for is cached
     key_id = vendor.usage(key)["key_id"]
     httpx.post(f"{vendor.base_url}/v1/admin/keys/{key_id}/topup", json={"queries": 1000},
                headers=vendor.admin_headers(), timeout=10).raise_for_status()

@@ -24,8 +24,8 @@ from PIL import Image, ImageDraw
 
 from client_distiller.cli import main
 from client_distiller.data import DomainFolder
-from client_distiller.plan import build_plan, iter_image_batches
-from client_distiller.teacher import QueryCache, encode_image, item_digest
+from client_distiller.plan import build_plan
+from tests.helpers.plan_items import cached_count, distinct_items
 from tests.helpers.vendor_process import REPO_ROOT, VendorProcess
 from tests.reliability.conftest import (
     LEVELS,
@@ -78,23 +78,6 @@ def _used(vendor: VendorProcess, key: str) -> int:
     return resp.json()["budget"]["used"]
 
 
-def _distinct_items(vendor: VendorProcess, data: Path, views: int) -> set[str]:
-    """Cache keys of every distinct item the plan needs, computed here, not by ``fetch``."""
-    card = httpx.get(vendor.base_url + "/v1/models", timeout=10).json()["data"][0]
-    plan = build_plan(DomainFolder(data), TARGET, views=views)
-    fp, size = card["fingerprint"], card["image_size"]
-    keys = {item_digest(fp, "texts", q.text.encode()) for q in plan.text_queries}
-    for _, _, images in iter_image_batches(plan, size):
-        keys |= {item_digest(fp, "images", encode_image(im, size)) for im in images}
-    return keys
-
-
-def _cached(cache: Path, keys: set[str]) -> int:
-    qc = QueryCache(cache)
-    try:
-        return sum(qc.contains(k) for k in keys)
-    finally:
-        qc.close()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -113,7 +96,7 @@ def test_killed_fetch_reruns_without_paying_twice(
         rel_vendor, 100_000, f"fetch-{level.name}", rate_limit_rps=1000, rate_limit_burst=1000
     )
     cache, views = tmp_path / "cache", 8
-    distinct = _distinct_items(rel_vendor, data, views)
+    distinct = distinct_items(rel_vendor.base_url, data, TARGET, views)
     args = _cli(
         "fetch",
         "--data",
@@ -157,7 +140,7 @@ def test_killed_fetch_reruns_without_paying_twice(
         finally:
             _kill_group(proc)
         assert proc.returncode == -signal.SIGKILL
-        kills.append({"charged": _used(rel_vendor, key), "cached": _cached(cache, distinct)})
+        kills.append({"charged": _used(rel_vendor, key), "cached": cached_count(cache, distinct)})
     # Killed mid-fetch each time. The kill may land between the vendor's charge and the
     # client's cache write: those answers are lost to the client, and the rerun must get them
     # back without paying (same chunk, same Idempotency-Key -> replay).
@@ -173,7 +156,7 @@ def test_killed_fetch_reruns_without_paying_twice(
         "kills": len(kills),
         "at_kills": kills,
         "charged": charged,
-        "cached": _cached(cache, distinct),
+        "cached": cached_count(cache, distinct),
         "requests": len(entries),
         "double_charged_chunks": sum(v > 1 for v in idem.values()),
     }
