@@ -57,6 +57,27 @@ def zeroshot_logits(
     return logit_scale * img @ txt.T  # (n, C)
 
 
+#: The logit scale KD temperatures are quoted against: OpenAI CLIP's (``exp(log 100)``).
+REFERENCE_LOGIT_SCALE = 100.0
+
+
+def kd_temperature(relative: float, logit_scale: float,
+                   reference: float = REFERENCE_LOGIT_SCALE) -> float:
+    """The absolute KD temperature for a teacher with its own logit scale.
+
+    ``--kd-temperature T`` means the softening T would give with CLIP's logit scale of 100:
+    the teacher's soft targets are ``softmax(s * cos / T_abs)`` with ``T_abs = T * s / 100``,
+    i.e. ``softmax(100 * cos / T)`` whatever the teacher's own scale ``s``. (With a teacher of
+    scale 20, an absolute T = 4 would give ``softmax(5 * cos)``: near-uniform targets.)
+
+    Args:
+        relative: the temperature at the reference scale.
+        logit_scale: the teacher's ``exp(logit_scale)``.
+        reference: the scale ``relative`` is quoted against.
+    """
+    return relative * logit_scale / reference
+
+
 def kd_loss(
     student_logits: torch.Tensor,
     labels: torch.Tensor,
@@ -76,7 +97,8 @@ def kd_loss(
         student_logits: the student's class logits.
         labels: class index of each image.
         teacher_logits: the teacher's zero-shot logits of the same views.
-        temperature: softening temperature ``T`` applied to both logits.
+        temperature: softening temperature ``T`` applied to both logits (absolute; see
+            :func:`kd_temperature` for the one ``KD`` uses).
         alpha: weight of the distillation term.
 
     Returns:

@@ -15,17 +15,19 @@ from demo_world.render import BENCHMARK_CLASSES, BENCHMARK_STYLES
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
-#: open_clip architecture of the demo teacher (config in ``model_configs/``).
-DEMO_TEACHER_MODEL = "vl2v-demo"
+#: open_clip architecture of the demo teacher (config in ``model_configs/``), version 3.
+DEMO_TEACHER_MODEL = "vl2v-demo-v3"
+#: The version-2 teacher's architecture (a ViT); its config stays loadable for comparison.
+LEGACY_TEACHER_MODEL = "vl2v-demo"
 
 #: Model-card text for the demo teacher (the vendor shows it on ``GET /v1/models``).
 DEMO_TEACHER_DESCRIPTION = (
-    "vl2v-demo: a small CLIP (ViT, 64 px input, 8 px patches, 4 layers x 64 wide; text "
-    "transformer 3 layers x 64; 64-d embeddings) trained contrastively by "
-    "`python -m demo_world build-teacher` (2,500 steps of 128) on 40,000 rendered images with "
-    "web-style captions over the 22 classes x 10 styles (30 % photos) of the project's "
-    "synthetic demo world. A stand-in for a real CLIP that only knows this world; not a "
-    "general-purpose model."
+    "vl2v-demo-v3: a small CLIP (image tower: open_clip's ModifiedResNet, one bottleneck block "
+    "per stage, width 16, attention pooling, 64 px input; text transformer 3 layers x 64; "
+    "64-d embeddings) trained contrastively by `python -m demo_world build-teacher` on 40,000 "
+    "rendered images with web-style captions over the 22 classes x 10 styles (30 % photos) of "
+    "the project's synthetic demo world. A stand-in for a real CLIP that only knows this "
+    "world; not a general-purpose model."
 )
 
 __all__ = [
@@ -44,7 +46,7 @@ __all__ = [
 
 def demo_teacher_checkpoint() -> Path:
     """Path of the shipped demo teacher weights (an open_clip ``pretrained=`` file)."""
-    return WEIGHTS_DIR / "demo_teacher.pt"
+    return WEIGHTS_DIR / "demo_teacher_v3.pt"
 
 
 #: timm architecture of the demo student (fast forward+backward on CPU at 64 px).

@@ -1,6 +1,9 @@
-"""Measure the demo world: teacher zero-shot per benchmark style, and a linear probe on the
-student's frozen features trained on 3 styles and tested on the 4th, next to the teacher's
-zero-shot accuracy on the same held-out style.
+"""Measure the demo world: teacher zero-shot per benchmark style, and linear probes on the
+student's frozen features and on the teacher's image embeddings, each trained on 3 styles and
+tested on the 4th, next to the teacher's zero-shot accuracy on the same held-out style.
+
+These are properties of the world (how good the teacher is, how well its image embeddings carry
+across styles), measured before any distillation; :mod:`demo_world.premise` checks them.
 """
 
 from __future__ import annotations
@@ -82,20 +85,47 @@ def linear_probe(train_x: torch.Tensor, train_y: np.ndarray, test_x: torch.Tenso
         return lin(xte).argmax(1).numpy()
 
 
+def held_out_probes(feats: torch.Tensor, labels: np.ndarray, styles_of: np.ndarray
+                    ) -> dict[str, float]:
+    """Linear-probe accuracy on each benchmark style, trained on the other three styles."""
+    acc = {}
+    for si, style in enumerate(BENCHMARK_STYLES):
+        test, train = styles_of == si, styles_of != si
+        pred = linear_probe(feats[torch.from_numpy(train)], labels[train],
+                            feats[torch.from_numpy(test)], len(BENCHMARK_CLASSES))
+        acc[style] = float((pred == labels[test]).mean())
+    return acc
+
+
+def in_style_probe(feats: torch.Tensor, labels: np.ndarray, styles_of: np.ndarray,
+                   style: str) -> float:
+    """Linear-probe accuracy within one style: trained on its even images, tested on the odd."""
+    idx = np.flatnonzero(styles_of == BENCHMARK_STYLES.index(style))
+    train, test = idx[0::2], idx[1::2]  # interleaved: every class on both sides
+    pred = linear_probe(feats[torch.from_numpy(train)], labels[train],
+                        feats[torch.from_numpy(test)], len(BENCHMARK_CLASSES))
+    return float((pred == labels[test]).mean())
+
+
 def evaluate_world(teacher: Path | None = None, student: Path | None = None,
-                   n_per_class: int = 80, start: int = 0, progress: bool = True) -> dict:
+                   n_per_class: int = 80, start: int = 0, progress: bool = True,
+                   model_name: str | None = None) -> dict:
     """Measure the teacher and the student on the benchmark's images.
 
     Args:
         teacher: teacher weights (default: the shipped checkpoint).
         student: student weights (default: the shipped checkpoint).
-        n_per_class: images per class per style, indices ``start .. start + n_per_class - 1``.
+        n_per_class: images per class per style, indices ``start .. start + n_per_class - 1``
+            (the benchmark is indices 0..79; later indices are fresh images of the same world).
         start: first image index.
         progress: show progress bars.
+        model_name: the teacher's open_clip architecture (default: the shipped teacher's).
 
     Returns:
         ``{"zero_shot": {prompt: {style: acc}}, "ood": {held_out: {"student_probe": acc,
-        "teacher_zero_shot": acc, "teacher_zero_shot_photo_prompt": acc}}, "n_per_class": n}``.
+        "teacher_probe": acc, "teacher_zero_shot": acc, "teacher_zero_shot_photo_prompt":
+        acc}}, "in_style_probe": {"student_photo": acc, "teacher_photo": acc},
+        "logit_scale": s, "n_per_class": n, "start": i, "teacher": {...}}``.
     """
     import open_clip
 
@@ -108,23 +138,33 @@ def evaluate_world(teacher: Path | None = None, student: Path | None = None,
     from demo_world.build_student import student_features
     from demo_world.build_teacher import create_teacher
 
+    model_name = model_name or DEMO_TEACHER_MODEL
+    teacher_path = Path(teacher) if teacher else demo_teacher_checkpoint()
     images, labels, styles_of = load_arrays(n_per_class, start=start, progress=progress)
-    model, _ = create_teacher(DEMO_TEACHER_MODEL, str(teacher or demo_teacher_checkpoint()))
-    tok = open_clip.get_tokenizer(DEMO_TEACHER_MODEL)
+    model, _ = create_teacher(model_name, str(teacher_path))
+    tok = open_clip.get_tokenizer(model_name)
     zs = {p: teacher_zero_shot(model, tok, images, labels, styles_of, p) for p in PROMPTS}
+    t_emb = teacher_image_embeddings(model, images)  # (n, d)
     net = create_demo_student(num_classes=0, pretrained=True, path=student)
-    feats = student_features(net, images)  # (n, d)
-    ood = {}
-    for si, style in enumerate(BENCHMARK_STYLES):
-        test, train = styles_of == si, styles_of != si
-        pred = linear_probe(feats[torch.from_numpy(train)], labels[train],
-                            feats[torch.from_numpy(test)], len(BENCHMARK_CLASSES))
-        ood[style] = {
-            "student_probe": float((pred == labels[test]).mean()),
-            "teacher_zero_shot": zs["style"][style],
-            "teacher_zero_shot_photo_prompt": zs["photo"][style],
-        }
-    return {"zero_shot": zs, "ood": ood, "n_per_class": n_per_class, "start": start}
+    feats = student_features(net, images)  # (n, f)
+    student_probe = held_out_probes(feats, labels, styles_of)
+    teacher_probe = held_out_probes(t_emb, labels, styles_of)
+    ood = {style: {
+        "student_probe": student_probe[style],
+        "teacher_probe": teacher_probe[style],
+        "teacher_zero_shot": zs["style"][style],
+        "teacher_zero_shot_photo_prompt": zs["photo"][style],
+    } for style in BENCHMARK_STYLES}
+    return {
+        "zero_shot": zs,
+        "ood": ood,
+        "in_style_probe": {"student_photo": in_style_probe(feats, labels, styles_of, "photo"),
+                           "teacher_photo": in_style_probe(t_emb, labels, styles_of, "photo")},
+        "logit_scale": float(model.logit_scale.exp()),
+        "n_per_class": n_per_class,
+        "start": start,
+        "teacher": {"model": model_name, "file": teacher_path.name},
+    }
 
 
 def format_table(res: dict) -> str:
@@ -138,14 +178,21 @@ def format_table(res: dict) -> str:
         row = [res["zero_shot"][p][s] for s in styles]
         lines.append(f"| `{tpl}` | " + " | ".join(f"{100 * a:.1f}" for a in row)
                      + f" | {100 * sum(row) / len(row):.1f} |")
-    lines += ["", ("Held-out style: student linear probe (frozen features, trained on the other "
-                   "3 styles) vs teacher zero-shot on the same images"), "",
-              ("| held-out style | student probe | teacher zero-shot (`a {style} of a {class}`) "
-               "| teacher zero-shot (`a photo of a {class}`) |"), "|---|---|---|---|"]
+    lines += ["", ("Held-out style: linear probes (trained on the other 3 styles) on the student's "
+                   "frozen features and on the teacher's image embeddings, vs the teacher's "
+                   "zero-shot accuracy on the same images"), "",
+              ("| held-out style | student probe | teacher probe | teacher zero-shot "
+               "(`a {style} of a {class}`) | teacher zero-shot (`a photo of a {class}`) |"),
+              "|---|---|---|---|---|"]
+    keys = ("student_probe", "teacher_probe", "teacher_zero_shot",
+            "teacher_zero_shot_photo_prompt")
     for s, r in res["ood"].items():
-        lines.append(f"| {s} | {100 * r['student_probe']:.1f} | {100 * r['teacher_zero_shot']:.1f}"
-                     f" | {100 * r['teacher_zero_shot_photo_prompt']:.1f} |")
-    keys = ("student_probe", "teacher_zero_shot", "teacher_zero_shot_photo_prompt")
+        lines.append(f"| {s} | " + " | ".join(f"{100 * r[k]:.1f}" for k in keys) + " |")
     means = [sum(r[k] for r in res["ood"].values()) / len(res["ood"]) for k in keys]
     lines.append("| mean | " + " | ".join(f"{100 * m:.1f}" for m in means) + " |")
+    if "in_style_probe" in res:
+        p = res["in_style_probe"]
+        lines += ["", f"Photo probe within the photo style (even images -> odd): student "
+                      f"{100 * p['student_photo']:.1f}, teacher {100 * p['teacher_photo']:.1f}; "
+                      f"teacher logit scale {res['logit_scale']:.1f}"]
     return "\n".join(lines)

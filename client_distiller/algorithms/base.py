@@ -26,8 +26,11 @@ class HParams:
     align_lr: float = 1e-3
     weight_decay: float = 0.0
     lam: float = 0.5
-    kd_temperature: float = 4.0
+    kd_temperature: float = 4.0  # at CLIP's logit scale of 100 (losses.kd_temperature)
     kd_alpha: float = 1.0
+    # BatchNorm statistics stay as pretrained in every stage of every algorithm (the method's
+    # reference code freezes them; its affine weights still train where their module does).
+    freeze_bn: bool = True
 
 
 @dataclass
@@ -141,13 +144,28 @@ class Algorithm:
         """
         assert self.student is not None
         self.stage = stage
-        self.student.requires_grad_(False).eval()
+        self.student.requires_grad_(False)
         modules = self.trainable(stage)
         for module in modules:
-            module.requires_grad_(True).train()
+            module.requires_grad_(True)
+        self.train_mode()
         params = [p for m in modules for p in m.parameters() if p.requires_grad]
         lr = self.hp.align_lr if stage == "align" else self.hp.lr
         self.optimizer = torch.optim.Adam(params, lr=lr, weight_decay=self.hp.weight_decay)
+
+    def train_mode(self) -> None:
+        """Put the student in the current stage's mode: what the stage trains in train mode,
+        the rest in eval mode, and BatchNorm in eval mode when ``hp.freeze_bn``."""
+        assert self.student is not None
+        self.student.eval()
+        if self.stage is None:
+            return
+        for module in self.trainable(self.stage):
+            module.train()
+        if self.hp.freeze_bn:
+            for module in self.student.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """The training loss of one batch (variants override this)."""
@@ -171,7 +189,8 @@ class Algorithm:
         was_training = self.student.training
         self.student.eval()
         logits = self.student(x)
-        self.student.train(was_training)
+        if was_training:
+            self.train_mode()
         return logits
 
     def predict_batch(self, batch: Batch) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from client_distiller.algorithms.base import Algorithm, Batch, BuildContext
-from client_distiller.losses import erm_loss, kd_loss, zeroshot_logits
+from client_distiller.losses import erm_loss, kd_loss, kd_temperature, zeroshot_logits
 from client_distiller.models.student import Student
 
 
@@ -24,7 +24,9 @@ class KD(ERM):
     """Naive distillation: CE + T^2 KL(teacher zero-shot probs || student probs).
 
     The teacher's probabilities come from its embedding of the very view the student sees and
-    the class text embeddings, times its logit scale (see ``losses.kd_loss``).
+    the class text embeddings, times its logit scale (see ``losses.kd_loss``). The temperature
+    is quoted against CLIP's logit scale of 100 (``losses.kd_temperature``), so a teacher with
+    a smaller scale gets the same softening, not near-uniform targets.
     """
 
     needs_teacher_images = True
@@ -36,7 +38,7 @@ class KD(ERM):
             self.student(batch.x),
             batch.y,
             teacher_logits,
-            temperature=self.hp.kd_temperature,
+            temperature=kd_temperature(self.hp.kd_temperature, self.ctx.logit_scale),
             alpha=self.hp.kd_alpha,
         )
 

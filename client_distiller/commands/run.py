@@ -69,7 +69,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
     t.add_argument("--lam", type=float, default=0.5,
                    help="ADiP/SD weight of the image term (1 - lam: text term; default 0.5)")
-    t.add_argument("--kd-temperature", type=float, default=4.0, help="KD temperature")
+    t.add_argument("--kd-temperature", type=float, default=4.0,
+                   help="KD temperature, quoted at CLIP's logit scale of 100: the teacher's "
+                        "soft targets are softmax(100 cos / T) whatever its own scale "
+                        "(default 4)")
+    t.add_argument("--train-bn", dest="freeze_bn", action="store_false",
+                   help="update BatchNorm statistics while training (default: frozen at the "
+                        "pretrained values in every stage of every algorithm, as the "
+                        "method's reference code does)")
     t.add_argument("--kd-alpha", type=float, default=1.0, help="KD weight of the KL term")
     t.add_argument("--eval-every", type=int, default=0,
                    help="training-domain validation every N steps, keeping the best "
@@ -120,7 +127,8 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         views=views,
         out_dir=args.out,
         hp=HParams(lr=args.lr, align_lr=args.align_lr, weight_decay=args.weight_decay,
-                   lam=args.lam, kd_temperature=args.kd_temperature, kd_alpha=args.kd_alpha),
+                   lam=args.lam, kd_temperature=args.kd_temperature, kd_alpha=args.kd_alpha,
+                   freeze_bn=args.freeze_bn),
         loop=TrainConfig(steps=args.steps, align_steps=args.align_steps,
                          batch_size=args.batch_size, eval_every=args.eval_every, swa=args.swa,
                          checkpoint_every=args.checkpoint_every, progress=args.progress),
