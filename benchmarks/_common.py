@@ -105,8 +105,12 @@ def machine_info() -> dict[str, Any]:
     """CPU count, load average and commit: the context an absolute time needs."""
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-            text=True, timeout=10, check=False,
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
@@ -126,7 +130,7 @@ def print_rows(rows: list[Row]) -> None:
         table.append([r.id, r.question, r.measured, r.target, verdict])
     widths = [max(len(line[i]) for line in table) for i in range(5)]
     for j, line in enumerate(table):
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False)).rstrip())
         if j == 0:
             print("  ".join("-" * w for w in widths))
 
@@ -169,8 +173,11 @@ def choose_teacher(model: str, scratch: Path) -> TeacherChoice:
         torch.manual_seed(0)
         net = open_clip.create_model(model, pretrained=None)
         torch.save(net.state_dict(), path)
-    print(f"note: {ckpt} does not exist yet; serving {model} with RANDOM weights "
-          f"(same compute, meaningless embeddings)", file=sys.stderr)
+    print(
+        f"note: {ckpt} does not exist yet; serving {model} with RANDOM weights "
+        f"(same compute, meaningless embeddings)",
+        file=sys.stderr,
+    )
     return TeacherChoice(model, str(path), f"{model} (random weights: {ckpt.name} missing)")
 
 

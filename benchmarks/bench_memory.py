@@ -25,8 +25,9 @@ from _common import BENCH_DIR, REPO_ROOT, Result, Row, TreeMemorySampler
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo under the memory sampler; see the module docstring."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--steps", type=int, default=20, help="demo steps per stage (demo: 200)")
     p.add_argument("--out", type=Path, default=BENCH_DIR, help="result folder")
     args = p.parse_args(argv)
@@ -34,10 +35,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     demo_dir = args.out / "scratch" / "demo-memory"
     shutil.rmtree(demo_dir, ignore_errors=True)  # fresh: pay, fetch and train like a first run
-    cmd = [sys.executable, str(REPO_ROOT / "scripts" / "demo.py"), "--out", str(demo_dir),
-           "--steps", str(args.steps)]
-    print("$ python scripts/demo.py --out " + str(demo_dir) + f" --steps {args.steps}",
-          flush=True)
+    cmd = [
+        sys.executable,
+        str(REPO_ROOT / "scripts" / "demo.py"),
+        "--out",
+        str(demo_dir),
+        "--steps",
+        str(args.steps),
+    ]
+    print("$ python scripts/demo.py --out " + str(demo_dir) + f" --steps {args.steps}", flush=True)
     t0 = time.time()
     log_path = args.out / "memory-demo.log"
     with open(log_path, "w") as log:
@@ -52,24 +58,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         return rc
 
     def peak(*words: str) -> float | None:
-        hits = [x["vmhwm_mib"] for x in summary["processes"]
-                if any(w in x["cmd"] for w in words)]
+        hits = [x["vmhwm_mib"] for x in summary["processes"] if any(w in x["cmd"] for w in words)]
         return max(hits) if hits else None
 
     vendor = peak("vendor-service serve", "vendor_service.cli serve")
     # scripts/demo.py calls `client-distiller run` in process: its process is the client
     client = peak("scripts/demo.py", "client_distiller", "client-distiller")
     result.rows = [
-        Row("mem-demo-vendor", f"make demo (--steps {args.steps}): vendor peak RSS (VmHWM)",
-            f"{vendor} MiB", "(report)", None, vendor),
-        Row("mem-demo-client", f"make demo (--steps {args.steps}): client peak RSS (VmHWM)",
-            f"{client} MiB", "(report)", None, client),
-        Row("mem-demo-total", f"make demo (--steps {args.steps}): all processes, peak sum",
-            f"{summary['peak_total_rss_mib']} MiB", "(report)", None,
-            summary["peak_total_rss_mib"]),
+        Row(
+            "mem-demo-vendor",
+            f"make demo (--steps {args.steps}): vendor peak RSS (VmHWM)",
+            f"{vendor} MiB",
+            "(report)",
+            None,
+            vendor,
+        ),
+        Row(
+            "mem-demo-client",
+            f"make demo (--steps {args.steps}): client peak RSS (VmHWM)",
+            f"{client} MiB",
+            "(report)",
+            None,
+            client,
+        ),
+        Row(
+            "mem-demo-total",
+            f"make demo (--steps {args.steps}): all processes, peak sum",
+            f"{summary['peak_total_rss_mib']} MiB",
+            "(report)",
+            None,
+            summary["peak_total_rss_mib"],
+        ),
     ]
-    result.details = {"steps": args.steps, "wall_seconds": round(wall, 1), "memory": summary,
-                      "log": str(log_path)}
+    result.details = {
+        "steps": args.steps,
+        "wall_seconds": round(wall, 1),
+        "memory": summary,
+        "log": str(log_path),
+    }
     shutil.rmtree(demo_dir, ignore_errors=True)
     result.write(args.out)
     return 0

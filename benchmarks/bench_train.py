@@ -47,15 +47,21 @@ def build_pairs(target: str | None, views: int, size: int, progress: bool):
     bank = ViewBank(views, size=size)
     index = {d: i for i, d in enumerate(splits.source_domains)}
     xs, ys, ds = [], [], []
-    for s in tqdm(splits.train, desc="views", disable=not progress or not sys.stderr.isatty(),
-                  leave=False):
+    for s in tqdm(
+        splits.train, desc="views", disable=not progress or not sys.stderr.isatty(), leave=False
+    ):
         img = load_image(s)
         for v in range(views):
             xs.append(bank.make_view(img, s.id, v))
             ys.append(s.label)
             ds.append(index[s.domain])
-    return (to_tensor_batch(xs, size), torch.tensor(ys), torch.tensor(ds), target,
-            len(dataset.classes))
+    return (
+        to_tensor_batch(xs, size),
+        torch.tensor(ys),
+        torch.tensor(ds),
+        target,
+        len(dataset.classes),
+    )
 
 
 def student_spec():
@@ -64,12 +70,16 @@ def student_spec():
 
     if demo_student_checkpoint().is_file():
         return {"kind": "demo"}, True, f"demo student ({DEMO_STUDENT_MODEL}, shipped weights)"
-    return ({"kind": "timm", "name": DEMO_STUDENT_MODEL}, False,
-            f"{DEMO_STUDENT_MODEL} (random init: {demo_student_checkpoint().name} missing)")
+    return (
+        {"kind": "timm", "name": DEMO_STUDENT_MODEL},
+        False,
+        f"{DEMO_STUDENT_MODEL} (random init: {demo_student_checkpoint().name} missing)",
+    )
 
 
-def bare_loop(backbone, projection, mean, std, x_u8, t_img, class_text, y, rows_per_step,
-              lr: float) -> float:
+def bare_loop(
+    backbone, projection, mean, std, x_u8, t_img, class_text, y, rows_per_step, lr: float
+) -> float:
     """CPU seconds of a plain training loop over ``rows_per_step`` (row-index tensors)."""
     import torch
 
@@ -90,17 +100,30 @@ def bare_loop(backbone, projection, mean, std, x_u8, t_img, class_text, y, rows_
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the training benchmark; see the module docstring."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--target-domain", default=None, help="held-out style (default: last)")
     p.add_argument("--views", type=int, default=1, help="view-bank views per image (K)")
-    p.add_argument("--align-steps", type=int, default=300,
-                   help="Align steps (client-distiller run's default 300)")
+    p.add_argument(
+        "--align-steps",
+        type=int,
+        default=300,
+        help="Align steps (client-distiller run's default 300)",
+    )
     p.add_argument("--batch-size", type=int, default=32, help="images per source domain")
-    p.add_argument("--epochs", type=int, default=1,
-                   help="Distill epochs timed for row 7 (row 6 always uses the first)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1: on a busy 2-core machine 2 threads thrash)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=1,
+        help="Distill epochs timed for row 7 (row 6 always uses the first)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a busy 2-core machine 2 threads thrash)",
+    )
     p.add_argument("--out", type=Path, default=BENCH_DIR, help="result folder")
     args = p.parse_args(argv)
     result = Result("train")
@@ -129,12 +152,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     gen = torch.Generator().manual_seed(0)
     t_img = torch.nn.functional.normalize(torch.randn(m, dim, generator=gen), dim=-1)
     class_text = torch.nn.functional.normalize(torch.randn(n_classes, dim, generator=gen), dim=-1)
-    print(f"{m} training pairs (K={args.views}, target {target}), {per_step} per step, "
-          f"one epoch = {epoch_steps} steps; student {student_desc}")
+    print(
+        f"{m} training pairs (K={args.views}, target {target}), {per_step} per step, "
+        f"one epoch = {epoch_steps} steps; student {student_desc}"
+    )
 
-    ctx = BuildContext(classes=[f"c{i}" for i in range(n_classes)], class_text=class_text,
-                       logit_scale=100.0, backbone_spec=spec, pretrained=pretrained,
-                       input_size=size, mean=cfg["mean"], std=cfg["std"])
+    ctx = BuildContext(
+        classes=[f"c{i}" for i in range(n_classes)],
+        class_text=class_text,
+        logit_scale=100.0,
+        backbone_spec=spec,
+        pretrained=pretrained,
+        input_size=size,
+        mean=cfg["mean"],
+        std=cfg["std"],
+    )
     marks: dict[str, tuple[float, float]] = {}  # stage -> (wall, cpu) when it began
 
     class TimedADiP(ADiP):
@@ -151,12 +183,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A throwaway copy warms the allocator and kernels, so neither side pays first-use.
         warm = copy.deepcopy(algo.student)
         rows_warm = [sample_rows(dom, args.batch_size, gen) for _ in range(3)]
-        bare_loop(warm.backbone, warm.projection, warm.mean, warm.std, x, t_img, class_text, y,
-                  rows_warm, 1e-3)
+        bare_loop(
+            warm.backbone,
+            warm.projection,
+            warm.mean,
+            warm.std,
+            x,
+            t_img,
+            class_text,
+            y,
+            rows_warm,
+            1e-3,
+        )
         del warm
 
-        config = TrainConfig(steps=epoch_steps * args.epochs, align_steps=args.align_steps,
-                             batch_size=args.batch_size, progress=False)
+        config = TrainConfig(
+            steps=epoch_steps * args.epochs,
+            align_steps=args.align_steps,
+            batch_size=args.batch_size,
+            progress=False,
+        )
         t0 = time.perf_counter()
         res = train(algo, data, config, scratch / "adip")
         t_end, c_end = time.perf_counter(), time.process_time()
@@ -176,33 +222,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         bare_times = []
         for _ in range(2):
             s = copy.deepcopy(aligned.student)
-            bare_times.append(bare_loop(s.backbone, s.projection, s.mean, s.std, x, t_img,
-                                        class_text, y, rows, HParams().lr))
+            bare_times.append(
+                bare_loop(
+                    s.backbone,
+                    s.projection,
+                    s.mean,
+                    s.std,
+                    x,
+                    t_img,
+                    class_text,
+                    y,
+                    rows,
+                    HParams().lr,
+                )
+            )
         bare_thr = config.steps * per_step / min(bare_times)
-        print(f"train(): align {align_cpu:.2f} s CPU ({align_wall:.2f} s wall), distill "
-              f"{distill_cpu:.2f} s CPU ({distill_wall:.2f} s wall), total {t_end - t0:.2f} s")
-        print(f"distill {distill_thr:.1f} img/s vs bare loop {bare_thr:.1f} img/s "
-              f"(bare runs {', '.join(f'{b:.2f}' for b in bare_times)} s)")
+        print(
+            f"train(): align {align_cpu:.2f} s CPU ({align_wall:.2f} s wall), distill "
+            f"{distill_cpu:.2f} s CPU ({distill_wall:.2f} s wall), total {t_end - t0:.2f} s"
+        )
+        print(
+            f"distill {distill_thr:.1f} img/s vs bare loop {bare_thr:.1f} img/s "
+            f"(bare runs {', '.join(f'{b:.2f}' for b in bare_times)} s)"
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
     r6 = align_cpu / one_epoch
     r7 = distill_thr / bare_thr
     result.rows = [
-        Row("6", "Align stage time vs one Distill epoch (CPU s)",
-            f"{r6:.2f} ({align_cpu:.1f} vs {one_epoch:.1f} CPU s)", "<= 0.1", r6 <= 0.1,
-            round(r6, 3)),
-        Row("7", "Distill student throughput vs a bare timm loop",
-            f"{r7:.2f} ({distill_thr:.0f} vs {bare_thr:.0f} img/s)", ">= 0.9", r7 >= 0.9,
-            round(r7, 3)),
+        Row(
+            "6",
+            "Align stage time vs one Distill epoch (CPU s)",
+            f"{r6:.2f} ({align_cpu:.1f} vs {one_epoch:.1f} CPU s)",
+            "<= 0.1",
+            r6 <= 0.1,
+            round(r6, 3),
+        ),
+        Row(
+            "7",
+            "Distill student throughput vs a bare timm loop",
+            f"{r7:.2f} ({distill_thr:.0f} vs {bare_thr:.0f} img/s)",
+            ">= 0.9",
+            r7 >= 0.9,
+            round(r7, 3),
+        ),
     ]
     result.details = {
         "student": student_desc,
-        "pairs": m, "views": args.views, "target": target, "per_step": per_step,
-        "epoch_steps": epoch_steps, "epochs_timed": args.epochs,
-        "align_steps": args.align_steps, "threads": args.threads,
+        "pairs": m,
+        "views": args.views,
+        "target": target,
+        "per_step": per_step,
+        "epoch_steps": epoch_steps,
+        "epochs_timed": args.epochs,
+        "align_steps": args.align_steps,
+        "threads": args.threads,
         "timing": "CPU seconds of this process (torch on one thread), robust to other load; "
-                  "wall seconds for reference",
+        "wall seconds for reference",
         "align_cpu_s": round(align_cpu, 3),
         "align_wall_s": round(align_wall, 3),
         "align_loop_wall_s": round(res.stage_seconds["align"], 3),

@@ -72,9 +72,9 @@ class BareModel:
         self.torch = torch
         self.loaded = load_model(ModelSettings(name=model, pretrained=pretrained))
         # the server's own preprocessing of the same PNG bytes
-        self.pool = torch.stack([
-            self.loaded.preprocess(Image.open(io.BytesIO(p)).convert("RGB")) for p in pngs
-        ])  # [P, 3, H, W]
+        self.pool = torch.stack(
+            [self.loaded.preprocess(Image.open(io.BytesIO(p)).convert("RGB")) for p in pngs]
+        )  # [P, 3, H, W]
 
     def batch(self, b: int):
         reps = -(-b // len(self.pool))
@@ -123,43 +123,66 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def load_with_batches(vendor, key: str, bodies: list[bytes], concurrency: int,
-                      seconds: float, warmup: float) -> tuple[LoadResult, float, float]:
+def load_with_batches(
+    vendor, key: str, bodies: list[bytes], concurrency: int, seconds: float, warmup: float
+) -> tuple[LoadResult, float, float]:
     """Run the load; also returns the mean items per model call the server reported and the
     server's CPU milliseconds per request (a figure the neighbours' load hardly moves)."""
     s0, c0 = batch_stats(vendor.base_url)
     cpu0 = cpu_seconds(vendor.proc.pid)
-    res = run_load(vendor.base_url, key, bodies, concurrency=concurrency, seconds=seconds,
-                   warmup=warmup)
+    res = run_load(
+        vendor.base_url, key, bodies, concurrency=concurrency, seconds=seconds, warmup=warmup
+    )
     cpu_ms = 1000 * (cpu_seconds(vendor.proc.pid) - cpu0) / max(1, res.total_ok)
     s1, c1 = batch_stats(vendor.base_url)
     mean_batch = (s1 - s0) / (c1 - c0) if c1 > c0 else float("nan")
     summ = res.summary()
-    print(f"  c={concurrency:3d}: {summ['throughput_items_s']:8.1f} images/s  "
-          f"p50 {summ['p50_ms']:7.2f} ms  p99 {summ['p99_ms']:8.2f} ms  "
-          f"mean batch {mean_batch:5.1f}  server CPU {cpu_ms:5.2f} ms/request  "
-          f"errors {summ['errors']}")
+    print(
+        f"  c={concurrency:3d}: {summ['throughput_items_s']:8.1f} images/s  "
+        f"p50 {summ['p50_ms']:7.2f} ms  p99 {summ['p99_ms']:8.2f} ms  "
+        f"mean batch {mean_batch:5.1f}  server CPU {cpu_ms:5.2f} ms/request  "
+        f"errors {summ['errors']}"
+    )
     return res, mean_batch, cpu_ms
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the vendor benchmark; see the module docstring."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="vl2v-demo",
-                   help="open_clip model to serve (default vl2v-demo, the demo teacher)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model",
+        default="vl2v-demo-v3",
+        help="open_clip model to serve (default vl2v-demo, the demo teacher)",
+    )
     p.add_argument("--seconds", type=float, default=6.0, help="measured window per load run")
     p.add_argument("--warmup", type=float, default=1.5, help="load before each window")
     p.add_argument("--concurrency", default="1,4,16,64", help="clients per sweep point")
-    p.add_argument("--batch-sizes", default="1,2,4,8,16,32,64,128",
-                   help="bare-model batch sizes tried for its best throughput")
+    p.add_argument(
+        "--batch-sizes",
+        default="1,2,4,8,16,32,64,128",
+        help="bare-model batch sizes tried for its best throughput",
+    )
     p.add_argument("--bare-seconds", type=float, default=1.5, help="per bare batch size")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="alternating on/off rounds for row 2 (each --seconds/2 long)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads of the server's inference worker and of the bare model")
-    p.add_argument("--max-batch", type=int, default=None, help="server --max-batch (default: "
-                   "the vendor's default)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternating on/off rounds for row 2 (each --seconds/2 long)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the server's inference worker and of the bare model",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=None,
+        help="server --max-batch (default: the vendor's default)",
+    )
     p.add_argument("--max-wait-ms", type=float, default=None, help="server --max-wait-ms")
     p.add_argument("--out", type=Path, default=BENCH_DIR, help="result folder")
     args = p.parse_args(argv)
@@ -204,23 +227,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print("servers: batching on (vendor defaults) and off (--max-batch 1), both running")
         off_knobs = {**knobs, "max_batch": 1}
-        with start_vendor(scratch / "on", model=teacher.model, **knobs) as vendor, \
-                start_vendor(scratch / "off", model=teacher.model, **off_knobs) as v_off:
+        with (
+            start_vendor(scratch / "on", model=teacher.model, **knobs) as vendor,
+            start_vendor(scratch / "off", model=teacher.model, **off_knobs) as v_off,
+        ):
             key = vendor.create_key(10**12, name="bench")
             key_off = v_off.create_key(10**12, name="bench")
             for c in conc:
-                res, mean_batch, cpu_ms = load_with_batches(vendor, key, bodies, c,
-                                                            args.seconds, args.warmup)
-                sweep[c] = {**res.summary(), "mean_batch": round(mean_batch, 2),
-                            "server_cpu_ms_per_request": round(cpu_ms, 3)}
+                res, mean_batch, cpu_ms = load_with_batches(
+                    vendor, key, bodies, c, args.seconds, args.warmup
+                )
+                sweep[c] = {
+                    **res.summary(),
+                    "mean_batch": round(mean_batch, 2),
+                    "server_cpu_ms_per_request": round(cpu_ms, 3),
+                }
             # Row 2: on and off in alternating rounds of 16 clients, so that a change in the
             # neighbours' load hits both sides alike; the figure pools the rounds.
             print(f"row 2: {args.rounds} alternating rounds, 16 clients, on then off")
             pooled: dict[str, list] = {"on": [], "off": []}
             for _ in range(args.rounds):
                 for side, v, k in (("on", vendor, key), ("off", v_off, key_off)):
-                    res, mb, cpu = load_with_batches(v, k, bodies, 16,
-                                                     args.seconds / 2, args.warmup / 2)
+                    res, mb, cpu = load_with_batches(
+                        v, k, bodies, 16, args.seconds / 2, args.warmup / 2
+                    )
                     pooled[side].append((res, mb, cpu))
             vendor_hwm = proc_status_kb(vendor.proc.pid, "VmHWM")
             vendor_rss = proc_status_kb(vendor.proc.pid, "VmRSS")
@@ -258,23 +288,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     flat = thr_top >= 0.8 * best_thr and sweep[top]["p99_ms"] <= 3 * little_ms
 
     result.rows = [
-        Row("1", "dynamic batching vs the model's limit",
+        Row(
+            "1",
+            "dynamic batching vs the model's limit",
             f"{r1:.2f} ({thr16:.0f} vs {bare_peak:.0f} img/s at batch {best_b})",
-            ">= 0.85", r1 >= 0.85, round(r1, 3)),
-        Row("2", "batching on vs off (--max-batch 1), 16 clients",
+            ">= 0.85",
+            r1 >= 0.85,
+            round(r1, 3),
+        ),
+        Row(
+            "2",
+            "batching on vs off (--max-batch 1), 16 clients",
             f"{r2:.1f}x ({on16['throughput_items_s']:.0f} vs {off['throughput_items_s']:.0f} "
             f"img/s; bare model "
             f"batch {best_b} vs 1: {model_gain:.1f}x)",
-            ">= 3x", r2 >= 3, round(r2, 2)),
-        Row("3", "server overhead: p50(1 image, c=1) - bare batch-1 forward",
-            f"{overhead:.1f} ms ({p50_c1:.1f} - {fwd1_ms:.1f})", "<= 5 ms", overhead <= 5,
-            round(overhead, 2)),
-        Row("9a", f"vendor at concurrency {','.join(map(str, conc))}: img/s | p99 ms",
-            " ".join(f"c{c}:{sweep[c]['throughput_items_s']:.0f}|{sweep[c]['p99_ms']:.0f}"
-                     for c in conc),
-            "flat per item, no cliff", flat, round(thr_top / best_thr, 3)),
-        Row("mem-vendor", "vendor peak RSS serving the model (VmHWM)",
-            f"{mib(vendor_hwm)} MiB", "(report)", None, mib(vendor_hwm)),
+            ">= 3x",
+            r2 >= 3,
+            round(r2, 2),
+        ),
+        Row(
+            "3",
+            "server overhead: p50(1 image, c=1) - bare batch-1 forward",
+            f"{overhead:.1f} ms ({p50_c1:.1f} - {fwd1_ms:.1f})",
+            "<= 5 ms",
+            overhead <= 5,
+            round(overhead, 2),
+        ),
+        Row(
+            "9a",
+            f"vendor at concurrency {','.join(map(str, conc))}: img/s | p99 ms",
+            " ".join(
+                f"c{c}:{sweep[c]['throughput_items_s']:.0f}|{sweep[c]['p99_ms']:.0f}" for c in conc
+            ),
+            "flat per item, no cliff",
+            flat,
+            round(thr_top / best_thr, 3),
+        ),
+        Row(
+            "mem-vendor",
+            "vendor peak RSS serving the model (VmHWM)",
+            f"{mib(vendor_hwm)} MiB",
+            "(report)",
+            None,
+            mib(vendor_hwm),
+        ),
     ]
     result.details = {
         "teacher": teacher.weights,
@@ -321,8 +378,10 @@ def vendor_card(base_url: str) -> dict:
     import httpx
 
     data = httpx.get(base_url + "/v1/models", timeout=10).json()["data"][0]
-    return {k: data.get(k) for k in ("id", "pretrained", "trained", "image_size", "embed_dim",
-                                     "max_items_per_request")}
+    return {
+        k: data.get(k)
+        for k in ("id", "pretrained", "trained", "image_size", "embed_dim", "max_items_per_request")
+    }
 
 
 def _scratch_root(out: Path) -> Path:

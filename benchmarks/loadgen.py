@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -55,11 +56,15 @@ def image_request_bodies(pngs: list[bytes], per_request: int = 1) -> list[bytes]
         chunk = pngs[i : i + per_request]
         if len(chunk) < per_request:
             break
-        bodies.append(json.dumps({
-            "images": [base64.b64encode(p).decode("ascii") for p in chunk],
-            "normalize": True,
-            "encoding_format": "base64",
-        }).encode())
+        bodies.append(
+            json.dumps(
+                {
+                    "images": [base64.b64encode(p).decode("ascii") for p in chunk],
+                    "normalize": True,
+                    "encoding_format": "base64",
+                }
+            ).encode()
+        )
     return bodies
 
 
@@ -95,8 +100,14 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 async def _client(
-    host: str, port: int, requests: list[bytes], offset: int, t_start: float, t_end: float,
-    result: LoadResult, check_first: bool,
+    host: str,
+    port: int,
+    requests: list[bytes],
+    offset: int,
+    t_start: float,
+    t_end: float,
+    result: LoadResult,
+    check_first: bool,
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     i = offset
@@ -126,15 +137,19 @@ async def _client(
                 result.latencies_ms.append((t1 - t0) * 1000)
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(OSError):
             await writer.wait_closed()
-        except OSError:
-            pass
 
 
 async def _run(
-    base_url: str, key: str, bodies: list[bytes], concurrency: int, seconds: float,
-    warmup: float, items_per_request: int, path: str,
+    base_url: str,
+    key: str,
+    bodies: list[bytes],
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+    items_per_request: int,
+    path: str,
 ) -> LoadResult:
     host_port = base_url.split("://", 1)[1]
     host, port_s = host_port.rsplit(":", 1)
@@ -143,10 +158,12 @@ async def _run(
     result = LoadResult(concurrency, seconds, 0, items_per_request=items_per_request)
     t_start = time.perf_counter() + warmup
     t_end = t_start + seconds
-    await asyncio.gather(*(
-        _client(host, port, requests, c * 7, t_start, t_end, result, check_first=(c == 0))
-        for c in range(concurrency)
-    ))
+    await asyncio.gather(
+        *(
+            _client(host, port, requests, c * 7, t_start, t_end, result, check_first=(c == 0))
+            for c in range(concurrency)
+        )
+    )
     return result
 
 

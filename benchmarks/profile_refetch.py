@@ -31,13 +31,17 @@ def fetch_once(cache_dir: Path, model: str, target: str | None, views: int) -> N
 
     dataset = resolve_dataset("demo")
     plan = build_plan(dataset, target or dataset.domains[-1], views=views)
-    with open_teacher(endpoint=None, api_key=None, cache_dir=cache_dir,
-                      local_model=model) as teacher:
+    with open_teacher(
+        endpoint=None, api_key=None, cache_dir=cache_dir, local_model=model
+    ) as teacher:
         _ = teacher.card
         t0 = time.perf_counter()
         fetch_plan(plan, teacher, progress=False)
-        print(f"fetch_plan: {time.perf_counter() - t0:.2f} s, sent {teacher.sent}, "
-              f"hits {teacher.cache_hits}", flush=True)
+        print(
+            f"fetch_plan: {time.perf_counter() - t0:.2f} s, sent {teacher.sent}, "
+            f"hits {teacher.cache_hits}",
+            flush=True,
+        )
 
 
 def top_functions(raw: Path, n: int = 25) -> str:
@@ -63,8 +67,11 @@ def top_functions(raw: Path, n: int = 25) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Fill a cache, then profile the rerun."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="vl2v-tiny", help="local teacher (cost is irrelevant "
-                   "here: the rerun sends nothing)")
+    p.add_argument(
+        "--model",
+        default="vl2v-tiny",
+        help="local teacher (cost is irrelevant here: the rerun sends nothing)",
+    )
     p.add_argument("--target-domain", default=None, help="held-out domain")
     p.add_argument("--views", type=int, default=1, help="views per training image")
     p.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
@@ -78,8 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (BENCH_DIR / "scratch").mkdir(parents=True, exist_ok=True)
     cache = Path(tempfile.mkdtemp(prefix="refetch-", dir=BENCH_DIR / "scratch"))
-    base = [sys.executable, __file__, "--model", args.model, "--views", str(args.views),
-            "--child", str(cache)]
+    base = [
+        sys.executable,
+        __file__,
+        "--model",
+        args.model,
+        "--views",
+        str(args.views),
+        "--child",
+        str(cache),
+    ]
     if args.target_domain:
         base += ["--target-domain", args.target_domain]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -88,8 +103,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         subprocess.run(base, cwd=REPO_ROOT, env=env, check=True)
         raw = args.out / f"refetch-K{args.views}-{time.strftime('%H%M%S')}.txt"
         print("second fetch under py-spy:", flush=True)
-        subprocess.run([str(pyspy), "record", "--rate", "100", "--format", "raw", "--output",
-                        str(raw), "--", *base], cwd=REPO_ROOT, env=env, check=True)
+        subprocess.run(
+            [
+                str(pyspy),
+                "record",
+                "--rate",
+                "100",
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+                "--",
+                *base,
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            check=True,
+        )
         print(top_functions(raw))
         print(f"profile: {raw}")
     finally:

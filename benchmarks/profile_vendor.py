@@ -27,13 +27,17 @@ from loadgen import image_request_bodies, run_load
 def main(argv: Sequence[str] | None = None) -> int:
     """Record one load run of the vendor with py-spy."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="vl2v-demo", help="served model (default vl2v-demo)")
+    p.add_argument("--model", default="vl2v-demo-v3", help="served model (default vl2v-demo-v3)")
     p.add_argument("--concurrency", type=int, default=1, help="clients")
     p.add_argument("--seconds", type=float, default=10.0, help="recorded load window")
     p.add_argument("--max-batch", type=int, default=None, help="server --max-batch")
     p.add_argument("--max-wait-ms", type=float, default=None, help="server --max-wait-ms")
-    p.add_argument("--format", default="speedscope", choices=["speedscope", "flamegraph", "raw"],
-                   help="py-spy output format")
+    p.add_argument(
+        "--format",
+        default="speedscope",
+        choices=["speedscope", "flamegraph", "raw"],
+        help="py-spy output format",
+    )
     p.add_argument("--idle", action="store_true", help="include idle (waiting) frames")
     p.add_argument("--out", type=Path, default=BENCH_DIR / "profiles", help="output folder")
     args = p.parse_args(argv)
@@ -63,17 +67,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             size = httpx.get(vendor.base_url + "/v1/models").json()["data"][0]["image_size"]
             bodies = image_request_bodies(demo_pngs(64, size), 1)
-            run_load(vendor.base_url, key, bodies, concurrency=args.concurrency, seconds=1.0,
-                     warmup=0.5)
-            cmd = [str(pyspy), "record", "--pid", str(vendor.proc.pid), "--threads",
-                   "--duration", str(int(args.seconds)), "--rate", "200",
-                   "--format", args.format, "--output", str(args.out / f"{stem}.{ext}")]
+            run_load(
+                vendor.base_url, key, bodies, concurrency=args.concurrency, seconds=1.0, warmup=0.5
+            )
+            cmd = [
+                str(pyspy),
+                "record",
+                "--pid",
+                str(vendor.proc.pid),
+                "--threads",
+                "--duration",
+                str(int(args.seconds)),
+                "--rate",
+                "200",
+                "--format",
+                args.format,
+                "--output",
+                str(args.out / f"{stem}.{ext}"),
+            ]
             if args.idle:
                 cmd.append("--idle")
             spy = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             time.sleep(1.0)
-            res = run_load(vendor.base_url, key, bodies, concurrency=args.concurrency,
-                           seconds=args.seconds - 1.5, warmup=0.0)
+            res = run_load(
+                vendor.base_url,
+                key,
+                bodies,
+                concurrency=args.concurrency,
+                seconds=args.seconds - 1.5,
+                warmup=0.0,
+            )
             out, _ = spy.communicate(timeout=args.seconds + 60)
             print(out.decode(errors="replace")[-2000:])
             print(res.summary())

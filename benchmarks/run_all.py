@@ -29,12 +29,26 @@ BENCHMARKS = {
     "queries": "bench_queries.py",
     "memory": "bench_memory.py",
 }
-ROW_ORDER = ["1", "2", "3", "4", "5", "6", "7", "8", "9a", "9b", "mem-vendor", "mem-client",
-             "mem-demo-vendor", "mem-demo-client", "mem-demo-total"]
+ROW_ORDER = [
+    "1",
+    "2",
+    "3",
+    "4",
+    "5",
+    "6",
+    "7",
+    "8",
+    "9a",
+    "9b",
+    "mem-vendor",
+    "mem-client",
+    "mem-demo-vendor",
+    "mem-demo-client",
+    "mem-demo-total",
+]
 
 
-def load_rows(out: Path, names: Sequence[str]
-              ) -> tuple[list[Row], dict[str, str], dict[str, str]]:
+def load_rows(out: Path, names: Sequence[str]) -> tuple[list[Row], dict[str, str], dict[str, str]]:
     """Rows of every result file present, in table order; each file's start time; and the
     command that produced each row."""
     rows, started, commands = [], {}, {}
@@ -43,8 +57,10 @@ def load_rows(out: Path, names: Sequence[str]
         if not path.is_file():
             continue
         data = json.loads(path.read_text())
-        started[name] = (f"{data['started']} ({data['seconds']} s, "
-                         f"load {data['machine']['loadavg']}, commit {data['machine']['commit']})")
+        started[name] = (
+            f"{data['started']} ({data['seconds']} s, "
+            f"load {data['machine']['loadavg']}, commit {data['machine']['commit']})"
+        )
         for r in data["rows"]:
             rows.append(Row(**r))
             commands[r["id"]] = data.get("command", name)
@@ -55,8 +71,7 @@ def load_rows(out: Path, names: Sequence[str]
 
 def markdown(rows: list[Row], commands: dict[str, str]) -> str:
     """The performance table as markdown, with the command behind each row."""
-    out = ["| row | question | measured | target | result | command |",
-           "|---|---|---|---|---|---|"]
+    out = ["| row | question | measured | target | result | command |", "|---|---|---|---|---|---|"]
     for r in rows:
         verdict = "-" if r.passed is None else ("pass" if r.passed else "**miss**")
         cells = [r.id, r.question, r.measured, r.target, verdict, f"`{commands.get(r.id, '')}`"]
@@ -66,13 +81,18 @@ def markdown(rows: list[Row], commands: dict[str, str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks and print the summary; exit status 1 if a script failed."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default=",".join(BENCHMARKS),
-                   help=f"comma list of {','.join(BENCHMARKS)}")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--only", default=",".join(BENCHMARKS), help=f"comma list of {','.join(BENCHMARKS)}"
+    )
     p.add_argument("--summary-only", action="store_true", help="only print the last results")
-    p.add_argument("--markdown", action="store_true",
-                   help="also print the summary as a markdown table with each row's command")
+    p.add_argument(
+        "--markdown",
+        action="store_true",
+        help="also print the summary as a markdown table with each row's command",
+    )
     p.add_argument("--out", type=Path, default=BENCH_DIR, help="result folder")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -87,8 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             script = Path(__file__).with_name(BENCHMARKS[name])
             print(f"\n=== {name}: {script.name} ===", flush=True)
             t0 = time.time()
-            rc = subprocess.call([sys.executable, str(script), "--out", str(args.out)],
-                                 cwd=REPO_ROOT, env=env)
+            rc = subprocess.call(
+                [sys.executable, str(script), "--out", str(args.out)], cwd=REPO_ROOT, env=env
+            )
             print(f"=== {name}: exit {rc} after {time.time() - t0:.0f} s ===", flush=True)
             if rc != 0:
                 failed.append(name)
@@ -102,9 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(markdown(rows, commands))
     misses = [r.id for r in rows if r.passed is False]
-    print(f"\n{sum(r.passed is True for r in rows)} pass, {len(misses)} miss"
-          + (f" ({', '.join(misses)})" if misses else "")
-          + (f"; FAILED to run: {', '.join(failed)}" if failed else ""))
+    print(
+        f"\n{sum(r.passed is True for r in rows)} pass, {len(misses)} miss"
+        + (f" ({', '.join(misses)})" if misses else "")
+        + (f"; FAILED to run: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

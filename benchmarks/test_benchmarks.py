@@ -1,6 +1,6 @@
 """Smoke tests of the benchmark scripts at a tiny size (not part of `make test`).
 
-    .venv/bin/python -m pytest benchmarks -q
+.venv/bin/python -m pytest benchmarks -q
 """
 
 from __future__ import annotations
@@ -29,8 +29,13 @@ def test_percentile_interpolates():
 
 
 def test_print_rows_marks_pass_miss_and_report(capsys):
-    print_rows([Row("1", "q", "0.9", ">= 0.85", True), Row("2", "q", "1x", ">= 3x", False),
-                Row("mem", "q", "1 MiB", "(report)", None)])
+    print_rows(
+        [
+            Row("1", "q", "0.9", ">= 0.85", True),
+            Row("2", "q", "1x", ">= 3x", False),
+            Row("mem", "q", "1 MiB", "(report)", None),
+        ]
+    )
     out = capsys.readouterr().out.splitlines()
     assert out[2].rstrip().endswith("pass")
     assert out[3].rstrip().endswith("MISS")
@@ -51,10 +56,29 @@ def test_memory_sampler_sees_a_child_allocate():
 def test_bench_vendor_tiny_run_writes_all_rows(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(
-        [sys.executable, str(BENCH / "bench_vendor.py"), "--model", "vl2v-tiny", "--seconds",
-         "1", "--warmup", "0.3", "--concurrency", "1,4", "--batch-sizes", "1,4",
-         "--bare-seconds", "0.2", "--rounds", "1", "--out", str(tmp_path)],
-        check=True, env=env, timeout=280,
+        [
+            sys.executable,
+            str(BENCH / "bench_vendor.py"),
+            "--model",
+            "vl2v-tiny",
+            "--seconds",
+            "1",
+            "--warmup",
+            "0.3",
+            "--concurrency",
+            "1,4",
+            "--batch-sizes",
+            "1,4",
+            "--bare-seconds",
+            "0.2",
+            "--rounds",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        check=True,
+        env=env,
+        timeout=280,
     )
     data = json.loads((tmp_path / "vendor.json").read_text())
     rows = {r["id"]: r for r in data["rows"]}

@@ -105,12 +105,22 @@ class TargetData:
         if size not in self._resized:
             x = self.pair_x
             if size != self.teacher_size:
-                x = F.interpolate(x.float(), size=(size, size), mode="bilinear",
-                                  antialias=True, align_corners=False)
+                x = F.interpolate(
+                    x.float(),
+                    size=(size, size),
+                    mode="bilinear",
+                    antialias=True,
+                    align_corners=False,
+                )
                 x = x.round().clamp(0, 255).to(torch.uint8)
             self._resized[size] = x
-        return PairData(x=self._resized[size], y=self.pair_y, domain=self.pair_domain,
-                        t_img=self.pair_t, online=online)
+        return PairData(
+            x=self._resized[size],
+            y=self.pair_y,
+            domain=self.pair_domain,
+            t_img=self.pair_t,
+            online=online,
+        )
 
 
 def prepare_target(
@@ -125,9 +135,16 @@ def prepare_target(
         config: the experiment.
         views: K views per training image.
     """
-    plan = build_plan(dataset, target, views=views, prompts=config.prompts, zeroshot=True,
-                      holdout_fraction=config.holdout_fraction, split_seed=config.split_seed,
-                      view_seed=config.view_seed)
+    plan = build_plan(
+        dataset,
+        target,
+        views=views,
+        prompts=config.prompts,
+        zeroshot=True,
+        holdout_fraction=config.holdout_fraction,
+        split_seed=config.split_seed,
+        view_seed=config.view_seed,
+    )
     sent0 = getattr(teacher, "sent", 0)
     emb = fetch_plan(plan, teacher, progress=config.progress)
     size = teacher.card.image_size
@@ -135,16 +152,23 @@ def prepare_target(
     splits = plan.splits
     xs, ys, ds, ts = [], [], [], []
     domain_index = {d: i for i, d in enumerate(splits.source_domains)}
-    for s in tqdm(splits.train, desc=f"views {target}", disable=not config.progress,
-                  leave=False, dynamic_ncols=True):
+    for s in tqdm(
+        splits.train,
+        desc=f"views {target}",
+        disable=not config.progress,
+        leave=False,
+        dynamic_ncols=True,
+    ):
         img = load_image(s)
         for v in range(views):
             xs.append(bank.make_view(img, s.id, v))
             ys.append(s.label)
             ds.append(domain_index[s.domain])
             ts.append(emb.train[(s.id, v)])
-    evals = [EvalSet(d, "out", [s for s in splits.val if s.domain == d], None)
-             for d in splits.source_domains]
+    evals = [
+        EvalSet(d, "out", [s for s in splits.val if s.domain == d], None)
+        for d in splits.source_domains
+    ]
     evals.append(EvalSet(target, "in", splits.test, None))
     for ev in evals:
         ev.t_img = torch.from_numpy(np.stack([emb.eval[s.id] for s in ev.samples]))
@@ -222,16 +246,23 @@ def _student_size(config: ExperimentConfig) -> int:
 
 def _config_hash(config: ExperimentConfig, data: TargetData, name: str) -> str:
     """Short hash of everything a trained checkpoint depends on (stale runs are not reused)."""
-    blob = json.dumps({
-        "algorithm": name, "hp": asdict(config.hp),
-        "loop": {k: v for k, v in asdict(config.loop).items() if k != "progress"},
-        "backbone": config.backbone_spec, "pretrained": config.pretrained,
-        "size": config.student_size, "prompts": config.prompts,
-        "split": [config.holdout_fraction, config.split_seed, config.view_seed],
-        "teacher": data.fingerprint, "n_train": len(data.train_samples),
-        # Checkpoints from before each run's seed drove its sampler are not reused.
-        "sampler": "per-run-seed",
-    }, sort_keys=True)
+    blob = json.dumps(
+        {
+            "algorithm": name,
+            "hp": asdict(config.hp),
+            "loop": {k: v for k, v in asdict(config.loop).items() if k != "progress"},
+            "backbone": config.backbone_spec,
+            "pretrained": config.pretrained,
+            "size": config.student_size,
+            "prompts": config.prompts,
+            "split": [config.holdout_fraction, config.split_seed, config.view_seed],
+            "teacher": data.fingerprint,
+            "n_train": len(data.train_samples),
+            # Checkpoints from before each run's seed drove its sampler are not reused.
+            "sampler": "per-run-seed",
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -257,12 +288,23 @@ def run_one(
         cfg = timm_data_config(backbone)
         mean, std = cfg["mean"], cfg["std"]
     ctx = BuildContext(
-        classes=data.classes, class_text=data.class_text, logit_scale=data.logit_scale,
-        prompts=config.prompts, teacher_fingerprint=data.fingerprint,
-        backbone_spec=backbone_spec, pretrained=config.pretrained, input_size=size,
-        mean=mean, std=std, teacher_visual=visual,
-        teacher_spec={"name": card.id, "image_size": card.image_size,
-                      "mean": card.image_mean, "std": card.image_std},
+        classes=data.classes,
+        class_text=data.class_text,
+        logit_scale=data.logit_scale,
+        prompts=config.prompts,
+        teacher_fingerprint=data.fingerprint,
+        backbone_spec=backbone_spec,
+        pretrained=config.pretrained,
+        input_size=size,
+        mean=mean,
+        std=std,
+        teacher_visual=visual,
+        teacher_spec={
+            "name": card.id,
+            "image_size": card.image_size,
+            "mean": card.image_mean,
+            "std": card.image_std,
+        },
     )
     torch.manual_seed(seed)
     algorithm = cls.build(ctx, config.hp)
@@ -276,29 +318,40 @@ def run_one(
     best_val: dict[str, float] = {}
     resumed_from: dict[str, int] = {}
     reused: list[str] = []
-    workdir = (config.out_dir / "checkpoints" / data.target
-               / f"{name}-K{view_label}-s{seed}-{_config_hash(config, data, name)}")
+    workdir = (
+        config.out_dir
+        / "checkpoints"
+        / data.target
+        / f"{name}-K{view_label}-s{seed}-{_config_hash(config, data, name)}"
+    )
     if algorithm.stages:
         if view_label == ONLINE and algorithm.needs_teacher_images:
             online = OnlineTeacherViews(data, teacher, seed=seed, student_size=size)
         pairs = data.pairs(size, online=online)
         if online is not None:  # one row per training image; the view is drawn each step
             first = torch.arange(0, len(pairs), data.views)
-            pairs = PairData(x=pairs.x[first], y=pairs.y[first], domain=pairs.domain[first],
-                             t_img=pairs.t_img[first], online=online)
+            pairs = PairData(
+                x=pairs.x[first],
+                y=pairs.y[first],
+                domain=pairs.domain[first],
+                t_img=pairs.t_img[first],
+                online=online,
+            )
         val = [ev for ev in data.evals if ev.split == "out"]
         eval_fn: Callable[[Algorithm], float] = lambda a: float(
-            np.mean([accuracy(a, ev, size) for ev in val]))
+            np.mean([accuracy(a, ev, size) for ev in val])
+        )
         # The run's seed drives the batch order as well as the initialization: with one
         # sampler seed for every run, a student without random init (sd) trained identically.
         loop = replace(config.loop, seed=seed)
-        result = train(algorithm, pairs, loop, workdir, eval_fn=eval_fn,
-                       desc=f"{name} {data.target} s{seed}")
+        result = train(
+            algorithm, pairs, loop, workdir, eval_fn=eval_fn, desc=f"{name} {data.target} s{seed}"
+        )
         stage_seconds, best_val = result.stage_seconds, result.best_val
         resumed_from = result.resumed_from
         reused = result.reused_stages
         if algorithm.needs_teacher_images:
-            queries_used = (online.queries if online else n_train * data.views)
+            queries_used = online.queries if online else n_train * data.views
             queries_used += data.text_queries
     else:  # zero-shot: the teacher's embeddings of the evaluation images and the texts
         queries_used = sum(len(ev.samples) for ev in data.evals) + data.text_queries
@@ -323,10 +376,10 @@ def run_one(
         "seconds": time.perf_counter() - t0,
         "checkpoint": str(workdir / f"{algorithm.stages[-1]}.pt") if algorithm.stages else None,
         "hp": asdict(config.hp),
-        "loop": {**{k: v for k, v in asdict(config.loop).items() if k != "progress"},
-                 "seed": seed},
-        "student": config.backbone_spec if name != "sd" else {"kind": "open_clip_visual",
-                                                              "name": card.id},
+        "loop": {**{k: v for k, v in asdict(config.loop).items() if k != "progress"}, "seed": seed},
+        "student": config.backbone_spec
+        if name != "sd"
+        else {"kind": "open_clip_visual", "name": card.id},
         "teacher": {"id": card.id, "fingerprint": data.fingerprint},
         "time": time.time(),
     }
@@ -355,20 +408,23 @@ def run_experiment(
             # Online runs still fetch view 0 (plus texts and eval images) for the shared data.
             k = 1 if view_label == ONLINE else int(view_label)
             data = prepare_target(dataset, target, teacher, config, k)
-            log(f"[{target} K={view_label}] teacher: {data.queries_sent} new queries sent "
-                f"for {len(data.train_samples)} training images x {k} views")
+            log(
+                f"[{target} K={view_label}] teacher: {data.queries_sent} new queries sent "
+                f"for {len(data.train_samples)} training images x {k} views"
+            )
             for seed in config.seeds:
                 for name in config.algorithms:
                     if view_label == ONLINE and not ALGORITHMS[name].needs_teacher_images:
                         continue  # erm / zero-shot do not depend on the views
-                    record = run_one(name, data, config, seed, view_label, teacher,
-                                     dataset_name)
+                    record = run_one(name, data, config, seed, view_label, teacher, dataset_name)
                     record["queries_sent_fetch"] = data.queries_sent
                     append_record(results_path, record)
                     records.append(record)
-                    log(f"[{target} K={view_label} seed={seed}] {name:8s} "
+                    log(
+                        f"[{target} K={view_label} seed={seed}] {name:8s} "
                         f"ID {100 * record['id_acc']:5.1f}  OOD {100 * record['ood_acc']:5.1f}"
-                        f"  queries {record['queries_used']}  ({record['seconds']:.0f}s)")
+                        f"  queries {record['queries_used']}  ({record['seconds']:.0f}s)"
+                    )
     return records
 
 

@@ -61,8 +61,9 @@ def zeroshot_logits(
 REFERENCE_LOGIT_SCALE = 100.0
 
 
-def kd_temperature(relative: float, logit_scale: float,
-                   reference: float = REFERENCE_LOGIT_SCALE) -> float:
+def kd_temperature(
+    relative: float, logit_scale: float, reference: float = REFERENCE_LOGIT_SCALE
+) -> float:
     """The absolute KD temperature for a teacher with its own logit scale.
 
     ``--kd-temperature T`` means the softening T would give with CLIP's logit scale of 100:

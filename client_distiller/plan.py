@@ -130,18 +130,23 @@ def build_plan(
     for p in prompts:
         if p.count("{}") != 1:
             raise DatasetError(f"prompt {p!r} must contain exactly one '{{}}' for the class name")
-    splits = make_splits(dataset, target_domain, holdout_fraction=holdout_fraction,
-                         split_seed=split_seed)
+    splits = make_splits(
+        dataset, target_domain, holdout_fraction=holdout_fraction, split_seed=split_seed
+    )
     images = [ImageQuery(s, v, TRAIN_VIEWS) for s in splits.train for v in range(views)]
     if zeroshot:
         images += [ImageQuery(s, 0, EVAL_IMAGES) for s in splits.val + splits.test]
-    texts = [TextQuery(label, p, p.format(class_name_to_text(c)))
-             for p in prompts for label, c in enumerate(dataset.classes)]
+    texts = [
+        TextQuery(label, p, p.format(class_name_to_text(c)))
+        for p in prompts
+        for label, c in enumerate(dataset.classes)
+    ]
     return Plan(dataset, splits, views, prompts, zeroshot, view_seed, images, texts)
 
 
-def iter_image_batches(plan: Plan, image_size: int, batch_size: int = 256
-                       ) -> Iterator[tuple[str, list[ImageQuery], list[Image.Image]]]:
+def iter_image_batches(
+    plan: Plan, image_size: int, batch_size: int = 256
+) -> Iterator[tuple[str, list[ImageQuery], list[Image.Image]]]:
     """The plan's image queries as (purpose, queries, view images), one purpose per batch.
 
     Each file is decoded once per batch even when several of its views are in it.
@@ -196,8 +201,9 @@ class PlanEmbeddings:
     image_size: int = 224
 
 
-def fetch_plan(plan: Plan, teacher, *, progress: bool = True, batch_size: int = 256
-               ) -> PlanEmbeddings:
+def fetch_plan(
+    plan: Plan, teacher, *, progress: bool = True, batch_size: int = 256
+) -> PlanEmbeddings:
     """Ask the teacher for everything in the plan (texts first, then images by batch).
 
     With a ``CachedTeacher`` only cache misses are paid for, and everything fetched before an
@@ -210,8 +216,9 @@ def fetch_plan(plan: Plan, teacher, *, progress: bool = True, batch_size: int = 
         batch_size: images rendered and requested per call.
     """
     card = teacher.card
-    out = PlanEmbeddings(fingerprint=card.fingerprint, logit_scale=card.logit_scale,
-                         image_size=card.image_size)
+    out = PlanEmbeddings(
+        fingerprint=card.fingerprint, logit_scale=card.logit_scale, image_size=card.image_size
+    )
     count = plan.count()
     # A CachedTeacher reports cache hits and then each chunk as it lands, so the bar moves
     # while a batch is still in flight (a slow vendor takes a while per batch).
@@ -230,8 +237,9 @@ def fetch_plan(plan: Plan, teacher, *, progress: bool = True, batch_size: int = 
                 tqdm.write(f"teacher: {count.total} answers read from the cache")
             return out
     rows: list[np.ndarray] = []
-    with tqdm(total=count.total, unit="q", desc="teacher", disable=not progress,
-              dynamic_ncols=True) as bar:
+    with tqdm(
+        total=count.total, unit="q", desc="teacher", disable=not progress, dynamic_ncols=True
+    ) as bar:
         if live:
             teacher.progress = bar.update
         try:
@@ -239,8 +247,7 @@ def fetch_plan(plan: Plan, teacher, *, progress: bool = True, batch_size: int = 
             rows.append(teacher.embed_texts(texts, purpose=CLASS_TEXTS))
             if not live:
                 bar.update(len(texts))
-            for purpose, queries, images in iter_image_batches(plan, card.image_size,
-                                                               batch_size):
+            for purpose, queries, images in iter_image_batches(plan, card.image_size, batch_size):
                 rows.append(teacher.embed_images(images, purpose=purpose))
                 if not live:
                     bar.update(len(queries))
@@ -259,7 +266,7 @@ def _fill(out: PlanEmbeddings, plan: Plan, emb: np.ndarray) -> None:
     n_texts = len(plan.text_queries)
     out.prompt_texts = emb[:n_texts].reshape(len(plan.prompts), len(plan.dataset.classes), -1)
     out.class_texts = class_text_embeddings(out.prompt_texts)
-    for q, e in zip(plan.image_queries, emb[n_texts:]):
+    for q, e in zip(plan.image_queries, emb[n_texts:], strict=False):
         if q.purpose == EVAL_IMAGES:
             out.eval[q.sample.id] = e
         else:
@@ -278,9 +285,14 @@ def _record_memo_hits(teacher, plan: Plan) -> None:
     if ledger is None:
         return
     for (purpose, endpoint), n in groups.items():
-        ledger.record(stage=getattr(teacher, "stage", "fetch"), purpose=purpose,
-                      endpoint=endpoint, fingerprint=teacher.card.fingerprint, cache_hits=n,
-                      budget_remaining=None)
+        ledger.record(
+            stage=getattr(teacher, "stage", "fetch"),
+            purpose=purpose,
+            endpoint=endpoint,
+            fingerprint=teacher.card.fingerprint,
+            cache_hits=n,
+            budget_remaining=None,
+        )
 
 
 #: Bump to drop every stored plan memo.
@@ -307,8 +319,14 @@ def plan_memo_key(plan: Plan, card) -> str:
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
 
-    for text in (f"plan-memo/{PLAN_MEMO_VERSION}", card.fingerprint, str(card.image_size),
-                 str(card.embed_dim), str(plan.view_seed), PIL.__version__):
+    for text in (
+        f"plan-memo/{PLAN_MEMO_VERSION}",
+        card.fingerprint,
+        str(card.image_size),
+        str(card.embed_dim),
+        str(plan.view_seed),
+        PIL.__version__,
+    ):
         part(text)
     for module in (folder, views, wire):
         part(hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest())

@@ -60,8 +60,9 @@ def _cell(values: Sequence[float]) -> str:
     return f"{mean:.1f} ± {se:.1f}"
 
 
-def markdown_table(records: Sequence[dict[str, Any]], metric: str = "ood_acc",
-                   views: str | None = None) -> str:
+def markdown_table(
+    records: Sequence[dict[str, Any]], metric: str = "ood_acc", views: str | None = None
+) -> str:
     """DomainBed-style table: one row per algorithm, one column per held-out domain + Avg.
 
     Cells are mean ± standard error over seeds (in %). ``Avg`` averages each seed's accuracy
@@ -79,14 +80,19 @@ def markdown_table(records: Sequence[dict[str, Any]], metric: str = "ood_acc",
     by = defaultdict(dict)  # (algorithm) -> {(target, seed): value}
     for r in records:
         by[r["algorithm"]][(r["target"], r["seed"])] = r[metric]
-    lines = ["| algorithm | " + " | ".join(targets) + " | Avg |",
-             "|---|" + "---|" * (len(targets) + 1)]
+    lines = [
+        "| algorithm | " + " | ".join(targets) + " | Avg |",
+        "|---|" + "---|" * (len(targets) + 1),
+    ]
     for name in _order(by):
         vals = by[name]
         cells = [_cell([v for (t, _), v in vals.items() if t == target]) for target in targets]
         seeds = sorted({s for (_, s) in vals})
-        avgs = [np.mean([vals[(t, s)] for t in targets]) for s in seeds
-                if all((t, s) in vals for t in targets)]
+        avgs = [
+            np.mean([vals[(t, s)] for t in targets])
+            for s in seeds
+            if all((t, s) in vals for t in targets)
+        ]
         cells.append(_cell(avgs))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -102,20 +108,24 @@ def queries_table(records: Sequence[dict[str, Any]], algorithm: str = "adip") ->
     def order(k: str) -> tuple:
         return (1, 0) if not k.isdigit() else (0, int(k))
 
-    header = ("| views K | image+text queries per held-out domain | ID acc | OOD acc | runs "
-              "(held-out domains x seeds; mean ± SE over them) |")
-    lines = [header,
-             "|---|---|---|---|---|"]
+    header = (
+        "| views K | image+text queries per held-out domain | ID acc | OOD acc | runs "
+        "(held-out domains x seeds; mean ± SE over them) |"
+    )
+    lines = [header, "|---|---|---|---|---|"]
     for k in sorted(rows, key=order):
         rs = rows[k]
         q = np.mean([r["queries_used"] for r in rs])
-        lines.append(f"| {k} | {q:,.0f} | {_cell([r['id_acc'] for r in rs])} | "
-                     f"{_cell([r['ood_acc'] for r in rs])} | {len(rs)} |")
+        lines.append(
+            f"| {k} | {q:,.0f} | {_cell([r['id_acc'] for r in rs])} | "
+            f"{_cell([r['ood_acc'] for r in rs])} | {len(rs)} |"
+        )
     return "\n".join(lines)
 
 
-def plot_per_domain(records: Sequence[dict[str, Any]], path: str | Path,
-                    views: str | None = None) -> Path:
+def plot_per_domain(
+    records: Sequence[dict[str, Any]], path: str | Path, views: str | None = None
+) -> Path:
     """Grouped bars: OOD accuracy per held-out domain and algorithm (mean over seeds, ± SE)."""
     import matplotlib
 
@@ -131,8 +141,9 @@ def plot_per_domain(records: Sequence[dict[str, Any]], path: str | Path,
     for i, name in enumerate(names):
         means, ses = [], []
         for t in targets:
-            vals = [100 * r["ood_acc"] for r in records
-                    if r["algorithm"] == name and r["target"] == t]
+            vals = [
+                100 * r["ood_acc"] for r in records if r["algorithm"] == name and r["target"] == t
+            ]
             m, s = _mean_se(vals) if vals else (float("nan"), 0.0)
             means.append(m)
             ses.append(s)
@@ -167,12 +178,17 @@ def plot_accuracy_vs_queries(records: Sequence[dict[str, Any]], path: str | Path
             m, s = _mean_se([100 * r["ood_acc"] for r in rs])
             pts.append((q, m, s, k))
         pts.sort()
-        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
-                    marker="o", capsize=2, label=name)
+        ax.errorbar(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            yerr=[p[2] for p in pts],
+            marker="o",
+            capsize=2,
+            label=name,
+        )
         for q, m, _, k in pts:
             if name == "adip" or len(pts) > 1:
-                ax.annotate(f"K={k}", (q, m), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
+                ax.annotate(f"K={k}", (q, m), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("teacher queries used per held-out domain (log scale; 0 drawn at 1)")
     ax.set_ylabel("OOD accuracy (%)")
@@ -201,16 +217,28 @@ def write_report(records: Sequence[dict[str, Any]], out_dir: str | Path) -> dict
     parts = []
     for v in view_settings:
         rs = [r for r in records if str(r["views"]) == v]
-        parts += [f"## views K = {v}", "", "OOD accuracy (held-out domain, %):", "",
-                  markdown_table(rs, "ood_acc"), "",
-                  "ID accuracy (source out-splits, %):", "", markdown_table(rs, "id_acc"), ""]
+        parts += [
+            f"## views K = {v}",
+            "",
+            "OOD accuracy (held-out domain, %):",
+            "",
+            markdown_table(rs, "ood_acc"),
+            "",
+            "ID accuracy (source out-splits, %):",
+            "",
+            markdown_table(rs, "id_acc"),
+            "",
+        ]
     if len(view_settings) > 1:
         parts += ["## ADiP accuracy against queries", "", queries_table(records), ""]
     tables = out_dir / "tables.md"
     tables.write_text("\n".join(parts), encoding="utf-8")
     main_views = max(view_settings, key=lambda v: sum(str(r["views"]) == v for r in records))
-    paths = {"tables": tables,
-             "per_domain": plot_per_domain(records, out_dir / "accuracy_per_domain.png",
-                                           views=main_views),
-             "queries": plot_accuracy_vs_queries(records, out_dir / "accuracy_vs_queries.png")}
+    paths = {
+        "tables": tables,
+        "per_domain": plot_per_domain(
+            records, out_dir / "accuracy_per_domain.png", views=main_views
+        ),
+        "queries": plot_accuracy_vs_queries(records, out_dir / "accuracy_vs_queries.png"),
+    }
     return paths

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from client_distiller.algorithms.base import Algorithm, Batch
+from model_io import atomic_save
 
 RESUME_FILE = "resume.pt"
 
@@ -119,12 +120,6 @@ class WeightAverage:
                 self.state[key] += (value - self.state[key]) / self.n
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # a SIGKILL leaves either the old or the new file, never half
-
-
 def train(
     algorithm: Algorithm,
     data: PairData,
@@ -206,8 +201,15 @@ def _run_stage(
             result.resumed_from[stage] = start
 
     t0 = time.perf_counter()
-    bar = tqdm(range(start, steps), desc=f"{desc} {stage}".strip(), initial=start, total=steps,
-               disable=not config.progress, leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        range(start, steps),
+        desc=f"{desc} {stage}".strip(),
+        initial=start,
+        total=steps,
+        disable=not config.progress,
+        leave=False,
+        dynamic_ncols=True,
+    )
     for step in bar:
         rows = sample_rows(data.domain, config.batch_size, gen)
         logs = algorithm.update(make_batch(data, rows, step))
@@ -215,8 +217,10 @@ def _run_stage(
         if average is not None and done > swa_start and done % swa_every == 0:
             average.update(algorithm.state_dict())
         record: dict[str, Any] = {"stage": stage, "step": done, **logs}
-        if eval_fn is not None and config.eval_every and (
-            done % config.eval_every == 0 or done == steps
+        if (
+            eval_fn is not None
+            and config.eval_every
+            and (done % config.eval_every == 0 or done == steps)
         ):
             acc = eval_fn(algorithm)
             record["val_acc"] = acc
@@ -226,7 +230,7 @@ def _run_stage(
             result.history.append(record)
             bar.set_postfix({k: round(v, 4) for k, v in record.items() if k not in {"stage"}})
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done < steps:
-            _atomic_save(
+            atomic_save(
                 {
                     "stage": stage,
                     "step": done,

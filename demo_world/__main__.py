@@ -47,28 +47,36 @@ def record_sum(path: Path) -> None:
 
 
 def _cmd_build_teacher(args: argparse.Namespace) -> int:
-    import torch
-
     from dataclasses import replace
+
+    import torch
 
     from demo_world.build_teacher import RECIPES, build_teacher
 
     if args.model not in RECIPES:
-        print(f"error: no recipe for {args.model!r}; choose from {', '.join(RECIPES)}",
-              file=sys.stderr)
+        print(
+            f"error: no recipe for {args.model!r}; choose from {', '.join(RECIPES)}",
+            file=sys.stderr,
+        )
         return 2
-    overrides = {k: getattr(args, k) for k in ("steps", "batch", "corpus", "seed", "lr")
-                 if getattr(args, k) is not None}
+    overrides = {
+        k: getattr(args, k)
+        for k in ("steps", "batch", "corpus", "seed", "lr")
+        if getattr(args, k) is not None
+    }
     recipe = replace(RECIPES[args.model], **overrides)
     torch.set_flush_denormal(True)
     torch.set_num_threads(args.threads)
     # wall time depends on what else shares the cores; CPU time (all threads) does not
     t0, c0 = time.time(), time.process_time()
-    out = build_teacher(args.out, recipe=recipe, progress=not args.quiet,
-                        snapshot_every=args.snapshot_every)
+    out = build_teacher(
+        args.out, recipe=recipe, progress=not args.quiet, snapshot_every=args.snapshot_every
+    )
     record_sum(out)
-    print(f"build-teacher: {out} sha256={sha256_file(out)} wall={time.time() - t0:.0f}s "
-          f"cpu={time.process_time() - c0:.0f}s")
+    print(
+        f"build-teacher: {out} sha256={sha256_file(out)} wall={time.time() - t0:.0f}s "
+        f"cpu={time.process_time() - c0:.0f}s"
+    )
     return 0
 
 
@@ -81,11 +89,20 @@ def _cmd_build_student(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     # wall time depends on what else shares the cores; CPU time (all threads) does not
     t0, c0 = time.time(), time.process_time()
-    out = build_student(args.out, steps=args.steps, batch=args.batch, images=args.images,
-                        seed=args.seed, lr=args.lr, progress=not args.quiet)
+    out = build_student(
+        args.out,
+        steps=args.steps,
+        batch=args.batch,
+        images=args.images,
+        seed=args.seed,
+        lr=args.lr,
+        progress=not args.quiet,
+    )
     record_sum(out)
-    print(f"build-student: {out} sha256={sha256_file(out)} wall={time.time() - t0:.0f}s "
-          f"cpu={time.process_time() - c0:.0f}s")
+    print(
+        f"build-student: {out} sha256={sha256_file(out)} wall={time.time() - t0:.0f}s "
+        f"cpu={time.process_time() - c0:.0f}s"
+    )
     return 0
 
 
@@ -103,9 +120,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     torch.set_flush_denormal(True)
     torch.set_num_threads(args.threads)
-    res = evaluate_world(teacher=args.teacher, student=args.student,
-                         n_per_class=args.n_per_class, start=args.start,
-                         progress=not args.quiet, model_name=args.model)
+    res = evaluate_world(
+        teacher=args.teacher,
+        student=args.student,
+        n_per_class=args.n_per_class,
+        start=args.start,
+        progress=not args.quiet,
+        model_name=args.model,
+    )
     print(format_table(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
@@ -134,9 +156,18 @@ def _cmd_premise(args: argparse.Namespace) -> int:
     criteria = check_premise(evals, erm)
     print(format_premise(criteria))
     if args.json:
-        args.json.write_text(json.dumps({"evals": evals, "erm_ood": erm,
-                                         "erm_results": str(args.erm_results),
-                                         "criteria": premise_json(criteria)}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "evals": evals,
+                    "erm_ood": erm,
+                    "erm_results": str(args.erm_results),
+                    "criteria": premise_json(criteria),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0 if all(c.passed for c in criteria) else 1
 
 
@@ -159,26 +190,48 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = bt.RECIPE
-    t = sub.add_parser("build-teacher", help=f"train the demo CLIP teacher ({r.model})",
-                       description="Train a demo teacher from its recipe; flags override the "
-                       "recipe's values (then the result is not the shipped checkpoint).")
-    t.add_argument("--model", default=r.model,
-                   help=f"teacher recipe by architecture: {', '.join(bt.RECIPES)} "
-                   f"(default {r.model}, version {r.version})")
+    t = sub.add_parser(
+        "build-teacher",
+        help=f"train the demo CLIP teacher ({r.model})",
+        description="Train a demo teacher from its recipe; flags override the "
+        "recipe's values (then the result is not the shipped checkpoint).",
+    )
+    t.add_argument(
+        "--model",
+        default=r.model,
+        help=f"teacher recipe by architecture: {', '.join(bt.RECIPES)} "
+        f"(default {r.model}, version {r.version})",
+    )
     t.add_argument("--steps", type=int, default=None, help=f"default: the recipe's ({r.steps})")
     t.add_argument("--batch", type=int, default=None, help=f"default: the recipe's ({r.batch})")
-    t.add_argument("--corpus", type=int, default=None,
-                   help=f"captioned images (default: the recipe's, {r.corpus})")
+    t.add_argument(
+        "--corpus",
+        type=int,
+        default=None,
+        help=f"captioned images (default: the recipe's, {r.corpus})",
+    )
     t.add_argument("--seed", type=int, default=None, help=f"default: the recipe's ({r.seed})")
     t.add_argument("--lr", type=float, default=None, help=f"default: the recipe's ({r.lr})")
-    t.add_argument("--out", type=Path, default=None,
-                   help="default: the shipped checkpoint (only for the shipped recipe)")
-    t.add_argument("--snapshot-every", type=int, default=0,
-                   help="also save <out>.step<N> every N steps (does not change the result)")
+    t.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: the shipped checkpoint (only for the shipped recipe)",
+    )
+    t.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=0,
+        help="also save <out>.step<N> every N steps (does not change the result)",
+    )
     t.add_argument("--quiet", action="store_true", help="no progress bars")
-    t.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1: on shared cores, more threads oversubscribe and "
-                   "run several times slower)")
+    t.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on shared cores, more threads oversubscribe and "
+        "run several times slower)",
+    )
     t.set_defaults(func=_cmd_build_teacher)
 
     s = sub.add_parser("build-student", help="pre-train the demo timm student on photos only")
@@ -189,21 +242,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=float, default=bs.DEFAULT_LR)
     s.add_argument("--out", type=Path, default=None, help="default: the shipped checkpoint")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
-    s.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1: on shared cores, more threads oversubscribe and "
-                   "run several times slower)")
+    s.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on shared cores, more threads oversubscribe and "
+        "run several times slower)",
+    )
     s.set_defaults(func=_cmd_build_student)
 
     b = sub.add_parser("benchmark", help="generate the benchmark (if missing); print its path")
-    b.add_argument("--root", type=Path, default=None,
-                   help="data dir (default $VL2V_DATA_DIR or ~/.cache/vl2v/data)")
+    b.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="data dir (default $VL2V_DATA_DIR or ~/.cache/vl2v/data)",
+    )
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=_cmd_benchmark)
 
     e = sub.add_parser("evaluate", help="teacher zero-shot and student linear-probe table")
     e.add_argument("--teacher", type=Path, default=None, help="default: shipped checkpoint")
-    e.add_argument("--model", default=None,
-                   help="the teacher's open_clip architecture (default: the shipped teacher's)")
+    e.add_argument(
+        "--model",
+        default=None,
+        help="the teacher's open_clip architecture (default: the shipped teacher's)",
+    )
     e.add_argument("--student", type=Path, default=None, help="default: shipped checkpoint")
     e.add_argument("--n-per-class", type=int, default=80, help="images per class per style")
     e.add_argument("--start", type=int, default=0, help="first image index")
@@ -212,17 +276,34 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=_cmd_evaluate)
 
-    pr = sub.add_parser("premise", help="check the world's premise (teacher vs student, ERM)",
-                        description="Evaluate teacher builds (the shipped one first, then the "
-                        "other seeds) and check the five premise criteria against ERM's OOD "
-                        "accuracy from a results file. Exit 0 when all hold, 1 otherwise.")
-    pr.add_argument("--teachers", type=Path, nargs="*", default=[],
-                    help="teacher checkpoints to evaluate (the shipped one first)")
-    pr.add_argument("--evals", type=Path, nargs="*", default=[],
-                    help="saved `evaluate --json` results to use before --teachers")
+    pr = sub.add_parser(
+        "premise",
+        help="check the world's premise (teacher vs student, ERM)",
+        description="Evaluate teacher builds (the shipped one first, then the "
+        "other seeds) and check the five premise criteria against ERM's OOD "
+        "accuracy from a results file. Exit 0 when all hold, 1 otherwise.",
+    )
+    pr.add_argument(
+        "--teachers",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="teacher checkpoints to evaluate (the shipped one first)",
+    )
+    pr.add_argument(
+        "--evals",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="saved `evaluate --json` results to use before --teachers",
+    )
     pr.add_argument("--model", default=None, help="the teachers' open_clip architecture")
-    pr.add_argument("--erm-results", type=Path, required=True,
-                    help="results.jsonl of `client-distiller run` with erm on every style")
+    pr.add_argument(
+        "--erm-results",
+        type=Path,
+        required=True,
+        help="results.jsonl of `client-distiller run` with erm on every style",
+    )
     pr.add_argument("--erm-views", default=None, help="only ERM records of this --views value")
     pr.add_argument("--json", type=Path, default=None, help="also write everything here")
     pr.add_argument("--threads", type=int, default=1, help="torch threads")

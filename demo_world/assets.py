@@ -107,8 +107,9 @@ def default_data_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "vl2v" / "data"
 
 
-def ensure_demo_benchmark(root: Path | None = None, *, n_per_class: int | None = None,
-                          progress: bool = True) -> Path:
+def ensure_demo_benchmark(
+    root: Path | None = None, *, n_per_class: int | None = None, progress: bool = True
+) -> Path:
     """The demo benchmark's folder (DomainBed layout), generated on first use.
 
     Generation writes into a temporary sibling folder and renames it into place, so a killed

@@ -49,23 +49,33 @@ def load_arrays(
         ``classes`` and ``styles``.
     """
     ims, ys, ss = [], [], []
-    jobs = [(si, ci, k) for si in range(len(styles)) for ci in range(len(classes))
-            for k in range(start, start + n_per_class)]
+    jobs = [
+        (si, ci, k)
+        for si in range(len(styles))
+        for ci in range(len(classes))
+        for k in range(start, start + n_per_class)
+    ]
     for si, ci, k in tqdm(jobs, desc="render benchmark", disable=not progress, mininterval=2):
-        im, _ = render(classes[ci], styles[si],
-                       image_rng(seed, STREAM_BENCHMARK, styles[si], classes[ci], k))
+        im, _ = render(
+            classes[ci], styles[si], image_rng(seed, STREAM_BENCHMARK, styles[si], classes[ci], k)
+        )
         ims.append(np.asarray(im))
         ys.append(ci)
         ss.append(si)
     return np.stack(ims), np.array(ys), np.array(ss)
 
 
-def write_benchmark(root: Path, n_per_class: int = IMAGES_PER_CLASS,
-                    seed: int = BENCHMARK_SEED, progress: bool = True) -> Path:
+def write_benchmark(
+    root: Path,
+    n_per_class: int = IMAGES_PER_CLASS,
+    seed: int = BENCHMARK_SEED,
+    progress: bool = True,
+) -> Path:
     """Write every benchmark image under ``root`` (which must not exist yet, or be empty)."""
     root = Path(root)
-    jobs = [(s, c, k) for s in BENCHMARK_STYLES for c in BENCHMARK_CLASSES
-            for k in range(n_per_class)]
+    jobs = [
+        (s, c, k) for s in BENCHMARK_STYLES for c in BENCHMARK_CLASSES for k in range(n_per_class)
+    ]
     for s, c, k in tqdm(jobs, desc="write benchmark", disable=not progress, mininterval=2):
         d = root / s / c
         d.mkdir(parents=True, exist_ok=True)
@@ -73,8 +83,9 @@ def write_benchmark(root: Path, n_per_class: int = IMAGES_PER_CLASS,
     return root
 
 
-def write_manifest(root: Path, n_per_class: int = IMAGES_PER_CLASS,
-                   seed: int = BENCHMARK_SEED) -> None:
+def write_manifest(
+    root: Path, n_per_class: int = IMAGES_PER_CLASS, seed: int = BENCHMARK_SEED
+) -> None:
     """Describe the dataset next to its images (read by people, not by code)."""
     info = {
         "name": BENCHMARK_NAME,

@@ -27,6 +27,7 @@ from demo_world.assets import (
 from demo_world.build_teacher import cosine_lr, images_to_tensor
 from demo_world.corpus import STREAM_STUDENT, draw_set
 from demo_world.render import CLASSES
+from model_io import atomic_save
 
 DEFAULT_STEPS = 1200
 DEFAULT_BATCH = 128
@@ -43,8 +44,9 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
     c = int(torch.randint(h - 8, h + 1, (1,), generator=gen))
     i, j = (int(v) for v in torch.randint(0, h - c + 1, (2,), generator=gen))
-    return F.interpolate(x[:, :, i:i + c, j:j + c], size=(h, w), mode="bilinear",
-                         align_corners=False)  # (n, 3, h, w)
+    return F.interpolate(
+        x[:, :, i : i + c, j : j + c], size=(h, w), mode="bilinear", align_corners=False
+    )  # (n, 3, h, w)
 
 
 def build_student(
@@ -68,8 +70,9 @@ def build_student(
     out = Path(out) if out is not None else demo_student_checkpoint()
     torch.manual_seed(seed)
     t0 = time.time()
-    ims, ys, _, _ = draw_set(images, seed, STREAM_STUDENT, styles=PRETRAIN_STYLES,
-                             progress=progress)
+    ims, ys, _, _ = draw_set(
+        images, seed, STREAM_STUDENT, styles=PRETRAIN_STYLES, progress=progress
+    )
     labels = torch.from_numpy(ys)
     model = timm.create_model(model_name, pretrained=False, num_classes=len(CLASSES))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
@@ -88,10 +91,7 @@ def build_student(
         opt.step()
         acc = (logits.argmax(1) == labels[idx]).float().mean().item()
         bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, tmp)
-    tmp.replace(out)
+    atomic_save({k: v.detach().clone() for k, v in model.state_dict().items()}, out)
     if progress:
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.time() - t0:.0f} s")
     return out
@@ -101,6 +101,9 @@ def student_features(model: torch.nn.Module, images: np.ndarray, batch: int = 25
     """Frozen pooled features (n, num_features) of uint8 (n, 64, 64, 3) images."""
     model.eval()
     with torch.inference_mode():
-        return torch.cat([model(images_to_tensor(images[i:i + batch], DEMO_STUDENT_MEAN,
-                                                 DEMO_STUDENT_STD))
-                          for i in range(0, len(images), batch)]).float()
+        return torch.cat(
+            [
+                model(images_to_tensor(images[i : i + batch], DEMO_STUDENT_MEAN, DEMO_STUDENT_STD))
+                for i in range(0, len(images), batch)
+            ]
+        ).float()

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from demo_world.assets import DEMO_TEACHER_MODEL, demo_teacher_checkpoint
 from demo_world.corpus import STREAM_CORPUS, corpus_style_weights, draw_set
 from demo_world.models import register_open_clip_configs
-
+from model_io import atomic_save
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,9 @@ DEFAULT_SEED = RECIPE.seed
 DEFAULT_LR = RECIPE.lr
 
 
-def soft_clip_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor,
-                   caption_ids: torch.Tensor) -> torch.Tensor:
+def soft_clip_loss(
+    img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, caption_ids: torch.Tensor
+) -> torch.Tensor:
     """Symmetric InfoNCE where pairs with the identical caption text count as positives.
 
     The corpus has few distinct captions relative to the batch, so plain CLIP targets would
@@ -99,12 +100,11 @@ def images_to_tensor(images: np.ndarray, mean, std) -> torch.Tensor:
 
 def save_fp16(model: torch.nn.Module, out: Path) -> None:
     """Write the float16 state dict atomically (temp file, then rename)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.float16) if v.is_floating_point() else v
-             for k, v in model.state_dict().items()}
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(out)
+    state = {
+        k: v.detach().to(torch.float16) if v.is_floating_point() else v
+        for k, v in model.state_dict().items()
+    }
+    atomic_save(state, out)
 
 
 def build_teacher(
@@ -128,8 +128,14 @@ def build_teacher(
     steps, batch, seed, lr = recipe.steps, recipe.batch, recipe.seed, recipe.lr
     torch.manual_seed(seed)
     t0 = time.time()
-    images, _, _, captions = draw_set(recipe.corpus, seed, STREAM_CORPUS, with_captions=True,
-                                      style_weights=corpus_style_weights(), progress=progress)
+    images, _, _, captions = draw_set(
+        recipe.corpus,
+        seed,
+        STREAM_CORPUS,
+        with_captions=True,
+        style_weights=corpus_style_weights(),
+        progress=progress,
+    )
     model, _ = create_teacher(recipe.model)
     tokenizer = open_clip.get_tokenizer(recipe.model)
     tokens = tokenizer(captions)  # (corpus, ctx)

@@ -30,14 +30,17 @@ def teacher_image_embeddings(model, images: np.ndarray, batch: int = 256) -> tor
 
     model.eval()
     mean, std = model.visual.preprocess_cfg["mean"], model.visual.preprocess_cfg["std"]
-    out = [F.normalize(model.encode_image(images_to_tensor(images[i:i + batch], mean, std)),
-                       dim=-1) for i in range(0, len(images), batch)]
+    out = [
+        F.normalize(model.encode_image(images_to_tensor(images[i : i + batch], mean, std)), dim=-1)
+        for i in range(0, len(images), batch)
+    ]
     return torch.cat(out).float()
 
 
 @torch.inference_mode()
-def class_text_embeddings(model, tokenizer, template: str, style: str,
-                          classes: Sequence[str] = BENCHMARK_CLASSES) -> torch.Tensor:
+def class_text_embeddings(
+    model, tokenizer, template: str, style: str, classes: Sequence[str] = BENCHMARK_CLASSES
+) -> torch.Tensor:
     """One normalized text embedding per class for a prompt template."""
     noun = STYLES[style][1]
     texts = [template.format(cls=c.replace("_", " "), style=noun) for c in classes]
@@ -61,9 +64,16 @@ def teacher_zero_shot(model, tokenizer, images, labels, styles_of, prompt: str) 
     return acc
 
 
-def linear_probe(train_x: torch.Tensor, train_y: np.ndarray, test_x: torch.Tensor,
-                 n_classes: int, *, steps: int = 300, weight_decay: float = 1e-3,
-                 seed: int = 0) -> np.ndarray:
+def linear_probe(
+    train_x: torch.Tensor,
+    train_y: np.ndarray,
+    test_x: torch.Tensor,
+    n_classes: int,
+    *,
+    steps: int = 300,
+    weight_decay: float = 1e-3,
+    seed: int = 0,
+) -> np.ndarray:
     """Multinomial logistic regression on standardized frozen features (full-batch Adam).
 
     Returns:
@@ -85,31 +95,46 @@ def linear_probe(train_x: torch.Tensor, train_y: np.ndarray, test_x: torch.Tenso
         return lin(xte).argmax(1).numpy()
 
 
-def held_out_probes(feats: torch.Tensor, labels: np.ndarray, styles_of: np.ndarray
-                    ) -> dict[str, float]:
+def held_out_probes(
+    feats: torch.Tensor, labels: np.ndarray, styles_of: np.ndarray
+) -> dict[str, float]:
     """Linear-probe accuracy on each benchmark style, trained on the other three styles."""
     acc = {}
     for si, style in enumerate(BENCHMARK_STYLES):
         test, train = styles_of == si, styles_of != si
-        pred = linear_probe(feats[torch.from_numpy(train)], labels[train],
-                            feats[torch.from_numpy(test)], len(BENCHMARK_CLASSES))
+        pred = linear_probe(
+            feats[torch.from_numpy(train)],
+            labels[train],
+            feats[torch.from_numpy(test)],
+            len(BENCHMARK_CLASSES),
+        )
         acc[style] = float((pred == labels[test]).mean())
     return acc
 
 
-def in_style_probe(feats: torch.Tensor, labels: np.ndarray, styles_of: np.ndarray,
-                   style: str) -> float:
+def in_style_probe(
+    feats: torch.Tensor, labels: np.ndarray, styles_of: np.ndarray, style: str
+) -> float:
     """Linear-probe accuracy within one style: trained on its even images, tested on the odd."""
     idx = np.flatnonzero(styles_of == BENCHMARK_STYLES.index(style))
     train, test = idx[0::2], idx[1::2]  # interleaved: every class on both sides
-    pred = linear_probe(feats[torch.from_numpy(train)], labels[train],
-                        feats[torch.from_numpy(test)], len(BENCHMARK_CLASSES))
+    pred = linear_probe(
+        feats[torch.from_numpy(train)],
+        labels[train],
+        feats[torch.from_numpy(test)],
+        len(BENCHMARK_CLASSES),
+    )
     return float((pred == labels[test]).mean())
 
 
-def evaluate_world(teacher: Path | None = None, student: Path | None = None,
-                   n_per_class: int = 80, start: int = 0, progress: bool = True,
-                   model_name: str | None = None) -> dict:
+def evaluate_world(
+    teacher: Path | None = None,
+    student: Path | None = None,
+    n_per_class: int = 80,
+    start: int = 0,
+    progress: bool = True,
+    model_name: str | None = None,
+) -> dict:
     """Measure the teacher and the student on the benchmark's images.
 
     Args:
@@ -149,18 +174,23 @@ def evaluate_world(teacher: Path | None = None, student: Path | None = None,
     feats = student_features(net, images)  # (n, f)
     student_probe = held_out_probes(feats, labels, styles_of)
     teacher_probe = held_out_probes(t_emb, labels, styles_of)
-    ood = {style: {
-        "student_probe": student_probe[style],
-        "teacher_probe": teacher_probe[style],
-        "teacher_zero_shot": zs["style"][style],
-        "teacher_zero_shot_photo_prompt": zs["photo"][style],
-    } for style in BENCHMARK_STYLES}
+    ood = {
+        style: {
+            "student_probe": student_probe[style],
+            "teacher_probe": teacher_probe[style],
+            "teacher_zero_shot": zs["style"][style],
+            "teacher_zero_shot_photo_prompt": zs["photo"][style],
+        }
+        for style in BENCHMARK_STYLES
+    }
     return {
         "zero_shot": zs,
         "ood": ood,
-        "in_style_probe": {"student_photo": in_style_probe(feats, labels, styles_of, "photo"),
-                           "teacher_photo": in_style_probe(t_emb, labels, styles_of, "photo")},
-        "logit_scale": float(model.logit_scale.exp()),
+        "in_style_probe": {
+            "student_photo": in_style_probe(feats, labels, styles_of, "photo"),
+            "teacher_photo": in_style_probe(t_emb, labels, styles_of, "photo"),
+        },
+        "logit_scale": float(model.logit_scale.detach().exp()),
         "n_per_class": n_per_class,
         "start": start,
         "teacher": {"model": model_name, "file": teacher_path.name},
@@ -170,29 +200,49 @@ def evaluate_world(teacher: Path | None = None, student: Path | None = None,
 def format_table(res: dict) -> str:
     """The evaluation as two markdown tables."""
     styles = list(res["zero_shot"]["photo"])
-    lines = [(f"Teacher zero-shot accuracy per benchmark style ({res['n_per_class']} images per "
-              f"class per style, from index {res['start']})"), "",
-             "| prompt | " + " | ".join(styles) + " | mean |",
-             "|---|" + "---|" * (len(styles) + 1)]
+    lines = [
+        (
+            f"Teacher zero-shot accuracy per benchmark style ({res['n_per_class']} images per "
+            f"class per style, from index {res['start']})"
+        ),
+        "",
+        "| prompt | " + " | ".join(styles) + " | mean |",
+        "|---|" + "---|" * (len(styles) + 1),
+    ]
     for p, tpl in PROMPTS.items():
         row = [res["zero_shot"][p][s] for s in styles]
-        lines.append(f"| `{tpl}` | " + " | ".join(f"{100 * a:.1f}" for a in row)
-                     + f" | {100 * sum(row) / len(row):.1f} |")
-    lines += ["", ("Held-out style: linear probes (trained on the other 3 styles) on the student's "
-                   "frozen features and on the teacher's image embeddings, vs the teacher's "
-                   "zero-shot accuracy on the same images"), "",
-              ("| held-out style | student probe | teacher probe | teacher zero-shot "
-               "(`a {style} of a {class}`) | teacher zero-shot (`a photo of a {class}`) |"),
-              "|---|---|---|---|---|"]
-    keys = ("student_probe", "teacher_probe", "teacher_zero_shot",
-            "teacher_zero_shot_photo_prompt")
+        lines.append(
+            f"| `{tpl}` | "
+            + " | ".join(f"{100 * a:.1f}" for a in row)
+            + f" | {100 * sum(row) / len(row):.1f} |"
+        )
+    lines += [
+        "",
+        (
+            "Held-out style: linear probes (trained on the other 3 styles) on the student's "
+            "frozen features and on the teacher's image embeddings, vs the teacher's "
+            "zero-shot accuracy on the same images"
+        ),
+        "",
+        (
+            "| held-out style | student probe | teacher probe | teacher zero-shot "
+            "(`a {style} of a {class}`) | teacher zero-shot (`a photo of a {class}`) |"
+        ),
+        "|---|---|---|---|---|",
+    ]
+    keys = ("student_probe", "teacher_probe", "teacher_zero_shot", "teacher_zero_shot_photo_prompt")
     for s, r in res["ood"].items():
         lines.append(f"| {s} | " + " | ".join(f"{100 * r[k]:.1f}" for k in keys) + " |")
     means = [sum(r[k] for r in res["ood"].values()) / len(res["ood"]) for k in keys]
     lines.append("| mean | " + " | ".join(f"{100 * m:.1f}" for m in means) + " |")
     if "in_style_probe" in res:
         p = res["in_style_probe"]
-        lines += ["", f"Photo probe within the photo style (even images -> odd): student "
-                      f"{100 * p['student_photo']:.1f}, teacher {100 * p['teacher_photo']:.1f}; "
-                      f"teacher logit scale {res['logit_scale']:.1f}"]
+        lines += [
+            "",
+            (
+                f"Photo probe within the photo style (even images -> odd): student "
+                f"{100 * p['student_photo']:.1f}, teacher {100 * p['teacher_photo']:.1f}; "
+                f"teacher logit scale {res['logit_scale']:.1f}"
+            ),
+        ]
     return "\n".join(lines)

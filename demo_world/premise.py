@@ -85,45 +85,71 @@ def check_premise(evals: Sequence[Mapping], erm: Mapping[str, float]) -> list[Cr
         raise ValueError(f"ERM has no result with {', '.join(missing)} held out")
     erm_mean = _mean(erm[s] for s in styles)
     zs_mean = photo_prompt_mean(res)
-    out = [Criterion(
-        1, "teacher zero-shot (`a photo of a {}`), mean of 4 styles >= 75 % and >= ERM OOD + 15",
-        f"{100 * zs_mean:.1f} vs ERM {100 * erm_mean:.1f} (+{100 * (zs_mean - erm_mean):.1f})",
-        zs_mean >= 0.75 and zs_mean >= erm_mean + 0.15)]
+    out = [
+        Criterion(
+            1,
+            "teacher zero-shot (`a photo of a {}`), mean of 4 styles >= 75 % and >= ERM OOD + 15",
+            f"{100 * zs_mean:.1f} vs ERM {100 * erm_mean:.1f} (+{100 * (zs_mean - erm_mean):.1f})",
+            zs_mean >= 0.75 and zs_mean >= erm_mean + 0.15,
+        )
+    ]
     worst = min(styles, key=lambda s: zs[s] - erm[s])
-    out.append(Criterion(
-        2, "teacher zero-shot > ERM on every held-out style",
-        ", ".join(f"{s} {100 * zs[s]:.1f} vs {100 * erm[s]:.1f}" for s in styles)
-        + f" (smallest margin: {worst}, {100 * (zs[worst] - erm[worst]):+.1f})",
-        all(zs[s] > erm[s] for s in styles)))
+    out.append(
+        Criterion(
+            2,
+            "teacher zero-shot > ERM on every held-out style",
+            ", ".join(f"{s} {100 * zs[s]:.1f} vs {100 * erm[s]:.1f}" for s in styles)
+            + f" (smallest margin: {worst}, {100 * (zs[worst] - erm[worst]):+.1f})",
+            all(zs[s] > erm[s] for s in styles),
+        )
+    )
     tp = _mean(r["teacher_probe"] for r in res["ood"].values())
     sp = _mean(r["student_probe"] for r in res["ood"].values())
-    out.append(Criterion(
-        3, "held-out-style linear probe: teacher embeddings >= student features + 15",
-        f"{100 * tp:.1f} vs {100 * sp:.1f} (+{100 * (tp - sp):.1f})", tp >= sp + 0.15))
+    out.append(
+        Criterion(
+            3,
+            "held-out-style linear probe: teacher embeddings >= student features + 15",
+            f"{100 * tp:.1f} vs {100 * sp:.1f} (+{100 * (tp - sp):.1f})",
+            tp >= sp + 0.15,
+        )
+    )
     held = res["ood"]["photo"]["student_probe"]
     within = res["in_style_probe"]["student_photo"]
-    out.append(Criterion(
-        4, "teacher zero-shot on photos >= student probe on photos",
-        f"{100 * zs['photo']:.1f} vs {100 * held:.1f} (photo held out) and {100 * within:.1f} "
-        "(probe within photos)", zs["photo"] >= held and zs["photo"] >= within))
+    out.append(
+        Criterion(
+            4,
+            "teacher zero-shot on photos >= student probe on photos",
+            f"{100 * zs['photo']:.1f} vs {100 * held:.1f} (photo held out) and {100 * within:.1f} "
+            "(probe within photos)",
+            zs["photo"] >= held and zs["photo"] >= within,
+        )
+    )
     means = [photo_prompt_mean(e) for e in evals]
     spread = max(abs(m - means[0]) for m in means)
-    out.append(Criterion(
-        5, "criterion 1 within +-3 points over 3 teacher seeds",
-        f"{len(means)} seeds: " + ", ".join(f"{100 * m:.1f}" for m in means)
-        + f" (largest deviation from the shipped one {100 * spread:.1f})"
-        + "; each >= 75 and >= ERM + 15: "
-        + ("yes" if all(m >= 0.75 and m >= erm_mean + 0.15 for m in means) else "no"),
-        len(means) >= 3 and spread <= 0.03
-        and all(m >= 0.75 and m >= erm_mean + 0.15 for m in means)))
+    out.append(
+        Criterion(
+            5,
+            "criterion 1 within +-3 points over 3 teacher seeds",
+            f"{len(means)} seeds: "
+            + ", ".join(f"{100 * m:.1f}" for m in means)
+            + f" (largest deviation from the shipped one {100 * spread:.1f})"
+            + "; each >= 75 and >= ERM + 15: "
+            + ("yes" if all(m >= 0.75 and m >= erm_mean + 0.15 for m in means) else "no"),
+            len(means) >= 3
+            and spread <= 0.03
+            and all(m >= 0.75 and m >= erm_mean + 0.15 for m in means),
+        )
+    )
     return out
 
 
 def format_premise(criteria: Sequence[Criterion]) -> str:
     """The criteria as a markdown table."""
     lines = ["| # | criterion | measured | holds |", "|---|---|---|---|"]
-    lines += [f"| {c.number} | {c.text} | {c.measured} | {'yes' if c.passed else 'NO'} |"
-              for c in criteria]
+    lines += [
+        f"| {c.number} | {c.text} | {c.measured} | {'yes' if c.passed else 'NO'} |"
+        for c in criteria
+    ]
     return "\n".join(lines)
 
 

@@ -55,8 +55,15 @@ class Part:
 # primitives (unit frame)
 
 
-def ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 28, a0: float = 0.0,
-            a1: float = 2 * math.pi) -> np.ndarray:
+def ellipse(
+    cx: float,
+    cy: float,
+    rx: float,
+    ry: float,
+    n: int = 28,
+    a0: float = 0.0,
+    a1: float = 2 * math.pi,
+) -> np.ndarray:
     """Points on an ellipse arc (a full ellipse by default)."""
     t = np.linspace(a0, a1, n, endpoint=(a1 - a0) < 2 * math.pi - 1e-6)
     return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
@@ -94,12 +101,18 @@ def draw_house(rng):
     w, h, rh = _u(rng, 0.55, 0.85), _u(rng, 0.4, 0.7), _u(rng, 0.3, 0.55)
     top = 0.75 - h
     roof = _pick(rng, ("red", "brown", "gray", "black", "blue"))
-    parts = [Part(rect(-w, top, w, 0.75), _jit(COLORS[name], rng)),
-             Part(poly(-w - 0.1, top, 0, top - rh, w + 0.1, top), _jit(COLORS[roof], rng))]
+    parts = [
+        Part(rect(-w, top, w, 0.75), _jit(COLORS[name], rng)),
+        Part(poly(-w - 0.1, top, 0, top - rh, w + 0.1, top), _jit(COLORS[roof], rng)),
+    ]
     if rng.random() < 0.5:
-        parts.insert(0, Part(rect(w * 0.4, top - rh * 0.9, w * 0.65, top), _jit(COLORS["brown"], rng)))
+        parts.insert(
+            0, Part(rect(w * 0.4, top - rh * 0.9, w * 0.65, top), _jit(COLORS["brown"], rng))
+        )
     dx = _u(rng, -w * 0.5, w * 0.5)
-    parts.append(Part(rect(dx - 0.12, 0.75 - h * 0.55, dx + 0.12, 0.75), _jit(COLORS["brown"], rng)))
+    parts.append(
+        Part(rect(dx - 0.12, 0.75 - h * 0.55, dx + 0.12, 0.75), _jit(COLORS["brown"], rng))
+    )
     for sx in (-1, 1)[: 1 + int(rng.integers(2))]:
         wx = sx * w * 0.6 if abs(sx * w * 0.6 - dx) > 0.3 else -dx * 0.5
         parts.append(Part(rect(wx - 0.11, top + 0.12, wx + 0.11, top + 0.32), (170, 215, 240)))
@@ -113,27 +126,37 @@ def draw_tree(rng):
     if rng.random() < 0.5:  # broadleaf: a cluster of blobs
         for _ in range(int(rng.integers(1, 4))):
             r = _u(rng, 0.35, 0.55)
-            parts.append(Part(ellipse(_u(rng, -0.25, 0.25), _u(rng, -0.35, 0.05), r, r * _u(rng, 0.8, 1.1)),
-                              _jit(COLORS[name], rng)))
+            parts.append(
+                Part(
+                    ellipse(_u(rng, -0.25, 0.25), _u(rng, -0.35, 0.05), r, r * _u(rng, 0.8, 1.1)),
+                    _jit(COLORS[name], rng),
+                )
+            )
     else:  # conifer: stacked triangles
         k = int(rng.integers(2, 4))
         base = 0.9 - th
         for i in range(k):
             wid = 0.7 - i * 0.15
-            parts.append(Part(poly(-wid, base - i * 0.35, 0, base - i * 0.35 - 0.65, wid,
-                                   base - i * 0.35), _jit(COLORS[name], rng)))
+            parts.append(
+                Part(
+                    poly(-wid, base - i * 0.35, 0, base - i * 0.35 - 0.65, wid, base - i * 0.35),
+                    _jit(COLORS[name], rng),
+                )
+            )
     return parts, name
 
 
 def draw_fish(rng):
-    name = _pick(rng, _BRIGHT + ("gray",))
+    name = _pick(rng, (*_BRIGHT, "gray"))
     L, H = _u(rng, 0.55, 0.75), _u(rng, 0.25, 0.45)
     tl = _u(rng, 0.25, 0.4)
     c = _jit(COLORS[name], rng)
-    return [Part(poly(L - 0.1, 0, L + tl, -H * 0.9, L + tl, H * 0.9), c),
-            Part(poly(-0.1, -H * 0.7, 0.2, -H - 0.25, 0.35, -H * 0.6), c),
-            Part(ellipse(-0.1, 0, L, H), c),
-            Part(ellipse(-L * 0.6, -H * 0.25, 0.07, 0.07), (20, 20, 20))], name
+    return [
+        Part(poly(L - 0.1, 0, L + tl, -H * 0.9, L + tl, H * 0.9), c),
+        Part(poly(-0.1, -H * 0.7, 0.2, -H - 0.25, 0.35, -H * 0.6), c),
+        Part(ellipse(-0.1, 0, L, H), c),
+        Part(ellipse(-L * 0.6, -H * 0.25, 0.07, 0.07), (20, 20, 20)),
+    ], name
 
 
 def draw_car(rng):
@@ -142,10 +165,23 @@ def draw_car(rng):
     cl, cr, ch = _u(rng, -0.55, -0.25), _u(rng, 0.2, 0.5), _u(rng, 0.25, 0.4)
     c = _jit(COLORS[name], rng)
     y = 0.35
-    parts = [Part(poly(cl, y - h, cl + 0.12, y - h - ch, cr - 0.1, y - h - ch, cr + 0.1, y - h), c),
-             Part(rect(-L, y - h, L, y), c),
-             Part(poly(cl + 0.12, y - h - 0.03, cl + 0.17, y - h - ch + 0.07, cr - 0.12,
-                       y - h - ch + 0.07, cr - 0.02, y - h - 0.03), (170, 215, 240))]
+    parts = [
+        Part(poly(cl, y - h, cl + 0.12, y - h - ch, cr - 0.1, y - h - ch, cr + 0.1, y - h), c),
+        Part(rect(-L, y - h, L, y), c),
+        Part(
+            poly(
+                cl + 0.12,
+                y - h - 0.03,
+                cl + 0.17,
+                y - h - ch + 0.07,
+                cr - 0.12,
+                y - h - ch + 0.07,
+                cr - 0.02,
+                y - h - 0.03,
+            ),
+            (170, 215, 240),
+        ),
+    ]
     r = _u(rng, 0.14, 0.22)
     for wx in (-L * 0.6, L * 0.6):
         parts.append(Part(ellipse(wx, y, r, r), (30, 30, 30)))
@@ -162,11 +198,33 @@ def draw_boat(rng):
     mx = _u(rng, -0.15, 0.15)
     parts.append(Part(poly(mx, y - d, mx, y - d - mh), _jit(COLORS["brown"], rng), False, 0.05))
     sail = _jit(COLORS[_pick(rng, ("white", "white", "yellow", "red", "blue"))], rng)
-    parts.append(Part(poly(mx + 0.04, y - d - mh, mx + 0.04, y - d - 0.08,
-                           mx + _u(rng, 0.45, 0.7), y - d - 0.08), sail))
+    parts.append(
+        Part(
+            poly(
+                mx + 0.04,
+                y - d - mh,
+                mx + 0.04,
+                y - d - 0.08,
+                mx + _u(rng, 0.45, 0.7),
+                y - d - 0.08,
+            ),
+            sail,
+        )
+    )
     if rng.random() < 0.5:
-        parts.append(Part(poly(mx - 0.04, y - d - mh * 0.85, mx - 0.04, y - d - 0.08,
-                               mx - _u(rng, 0.3, 0.5), y - d - 0.08), sail))
+        parts.append(
+            Part(
+                poly(
+                    mx - 0.04,
+                    y - d - mh * 0.85,
+                    mx - 0.04,
+                    y - d - 0.08,
+                    mx - _u(rng, 0.3, 0.5),
+                    y - d - 0.08,
+                ),
+                sail,
+            )
+        )
     return parts, name
 
 
@@ -182,10 +240,13 @@ def draw_flower(rng):
         a = 2 * math.pi * i / k
         pts = ellipse(0, 0, pr, pr * 0.5)
         rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-        parts.append(Part(pts @ rot.T + np.array([math.cos(a), math.sin(a)]) * pr * 0.95
-                          + [0, cy], pc))
+        parts.append(
+            Part(pts @ rot.T + np.array([math.cos(a), math.sin(a)]) * pr * 0.95 + [0, cy], pc)
+        )
     cr = _u(rng, 0.1, 0.16)
-    parts.append(Part(ellipse(0, cy, cr, cr), _jit(COLORS[_pick(rng, ("yellow", "brown", "orange"))], rng)))
+    parts.append(
+        Part(ellipse(0, cy, cr, cr), _jit(COLORS[_pick(rng, ("yellow", "brown", "orange"))], rng))
+    )
     return parts, name
 
 
@@ -202,8 +263,14 @@ def draw_sun(rng):
         u = np.array([math.cos(a), math.sin(a)])
         v = np.array([-u[1], u[0]])
         if tri:
-            parts.append(Part(np.stack([u * (r + 0.05) + v * 0.09, u * (r + ray_len),
-                                        u * (r + 0.05) - v * 0.09]), c))
+            parts.append(
+                Part(
+                    np.stack(
+                        [u * (r + 0.05) + v * 0.09, u * (r + ray_len), u * (r + 0.05) - v * 0.09]
+                    ),
+                    c,
+                )
+            )
         else:
             parts.append(Part(np.stack([u * (r + 0.08), u * (r + ray_len)]), c, False, 0.06))
     parts.append(Part(ellipse(0, 0, r, r), c))
@@ -248,8 +315,12 @@ def draw_mountain(rng):
         cx, h, w = _u(rng, -0.4, 0.4), _u(rng, 0.8, 1.4), _u(rng, 0.5, 0.8)
         parts.append(Part(poly(cx - w, 0.7, cx, 0.7 - h, cx + w, 0.7), _jit(COLORS[name], rng)))
         s = _u(rng, 0.2, 0.35)
-        parts.append(Part(poly(cx - w * s, 0.7 - h * (1 - s), cx, 0.7 - h, cx + w * s,
-                               0.7 - h * (1 - s)), (245, 245, 250)))
+        parts.append(
+            Part(
+                poly(cx - w * s, 0.7 - h * (1 - s), cx, 0.7 - h, cx + w * s, 0.7 - h * (1 - s)),
+                (245, 245, 250),
+            )
+        )
     return parts, name
 
 
@@ -259,12 +330,14 @@ def draw_rocket(rng):
     c = _jit(COLORS[name], rng)
     fc = _jit(COLORS[_pick(rng, ("red", "blue", "black", "orange"))], rng)
     top = 0.6 - h
-    return [Part(poly(-w, 0.6, -w - 0.25, 0.85, -w, 0.3), fc),
-            Part(poly(w, 0.6, w + 0.25, 0.85, w, 0.3), fc),
-            Part(poly(-w * 0.7, 0.6, 0, 0.95, w * 0.7, 0.6), _jit(COLORS["orange"], rng)),
-            Part(rect(-w, top, w, 0.6), c),
-            Part(poly(-w, top, 0, top - _u(rng, 0.3, 0.45), w, top), fc),
-            Part(ellipse(0, top + 0.3, w * 0.5, w * 0.5), (150, 200, 240))], name
+    return [
+        Part(poly(-w, 0.6, -w - 0.25, 0.85, -w, 0.3), fc),
+        Part(poly(w, 0.6, w + 0.25, 0.85, w, 0.3), fc),
+        Part(poly(-w * 0.7, 0.6, 0, 0.95, w * 0.7, 0.6), _jit(COLORS["orange"], rng)),
+        Part(rect(-w, top, w, 0.6), c),
+        Part(poly(-w, top, 0, top - _u(rng, 0.3, 0.45), w, top), fc),
+        Part(ellipse(0, top + 0.3, w * 0.5, w * 0.5), (150, 200, 240)),
+    ], name
 
 
 def draw_bird(rng):
@@ -272,35 +345,48 @@ def draw_bird(rng):
     c = _jit(COLORS[name], rng)
     bl, bh = _u(rng, 0.45, 0.6), _u(rng, 0.25, 0.35)
     hr = _u(rng, 0.18, 0.24)
-    return [Part(poly(0.1, 0.3, 0.05, 0.75), (200, 120, 30), False, 0.04),
-            Part(poly(0.3, 0.3, 0.28, 0.75), (200, 120, 30), False, 0.04),
-            Part(poly(bl - 0.1, 0, bl + 0.3, -0.15, bl + 0.3, 0.15), c),
-            Part(ellipse(0.1, 0.05, bl, bh), c),
-            Part(ellipse(-bl + 0.05, -bh - 0.05, hr, hr), c),
-            Part(poly(-bl - hr + 0.08, -bh - 0.1, -bl - hr - 0.2, -bh - 0.02, -bl - hr + 0.08,
-                      -bh + 0.04), (240, 170, 30)),
-            Part(poly(-0.15, 0.0, 0.35, -_u(rng, 0.3, 0.55), 0.45, 0.05),
-                 _jit(tuple(int(v * 0.75) for v in COLORS[name]), rng)),
-            Part(ellipse(-bl, -bh - 0.08, 0.04, 0.04), (15, 15, 15))], name
+    return [
+        Part(poly(0.1, 0.3, 0.05, 0.75), (200, 120, 30), False, 0.04),
+        Part(poly(0.3, 0.3, 0.28, 0.75), (200, 120, 30), False, 0.04),
+        Part(poly(bl - 0.1, 0, bl + 0.3, -0.15, bl + 0.3, 0.15), c),
+        Part(ellipse(0.1, 0.05, bl, bh), c),
+        Part(ellipse(-bl + 0.05, -bh - 0.05, hr, hr), c),
+        Part(
+            poly(
+                -bl - hr + 0.08, -bh - 0.1, -bl - hr - 0.2, -bh - 0.02, -bl - hr + 0.08, -bh + 0.04
+            ),
+            (240, 170, 30),
+        ),
+        Part(
+            poly(-0.15, 0.0, 0.35, -_u(rng, 0.3, 0.55), 0.45, 0.05),
+            _jit(tuple(int(v * 0.75) for v in COLORS[name]), rng),
+        ),
+        Part(ellipse(-bl, -bh - 0.08, 0.04, 0.04), (15, 15, 15)),
+    ], name
 
 
 def draw_mushroom(rng):
     name = _pick(rng, ("red", "brown", "orange", "yellow", "purple"))
     cw, ch = _u(rng, 0.6, 0.9), _u(rng, 0.4, 0.6)
     sw = _u(rng, 0.15, 0.25)
-    parts = [Part(rect(-sw, -0.05, sw, 0.8), (235, 225, 200)),
-             Part(np.concatenate([ellipse(0, 0, cw, ch, 30, math.pi, 2 * math.pi),
-                                  [[cw, 0.0]]]), _jit(COLORS[name], rng))]
+    parts = [
+        Part(rect(-sw, -0.05, sw, 0.8), (235, 225, 200)),
+        Part(
+            np.concatenate([ellipse(0, 0, cw, ch, 30, math.pi, 2 * math.pi), [[cw, 0.0]]]),
+            _jit(COLORS[name], rng),
+        ),
+    ]
     for _ in range(int(rng.integers(0, 5))):
         a = _u(rng, math.pi * 1.15, math.pi * 1.85)
         rr = _u(rng, 0.3, 0.75)
-        parts.append(Part(ellipse(cw * rr * math.cos(a), ch * rr * math.sin(a), 0.08, 0.06),
-                          (245, 245, 245)))
+        parts.append(
+            Part(ellipse(cw * rr * math.cos(a), ch * rr * math.sin(a), 0.08, 0.06), (245, 245, 245))
+        )
     return parts, name
 
 
 def draw_umbrella(rng):
-    name = _pick(rng, _BRIGHT + ("black",))
+    name = _pick(rng, (*_BRIGHT, "black"))
     w, h = _u(rng, 0.75, 0.95), _u(rng, 0.45, 0.65)
     k = int(rng.integers(3, 6))
     canopy = [ellipse(0, -0.1, w, h, 30, math.pi, 2 * math.pi)]
@@ -308,9 +394,15 @@ def draw_umbrella(rng):
         x1, x0 = -w + 2 * w * i / k, -w + 2 * w * (i - 1) / k
         canopy.append(ellipse((x0 + x1) / 2, -0.1, (x1 - x0) / 2, 0.1, 8, 0, math.pi))
     hook = ellipse(0.1, 0.75, 0.1, 0.1, 10, 0, math.pi)
-    return [Part(np.concatenate([[[0, -0.1]], [[0, 0.75]], hook[::-1][:, :] * [1, 1]]),
-                 (60, 40, 30), False, 0.05),
-            Part(np.concatenate(canopy), _jit(COLORS[name], rng))], name
+    return [
+        Part(
+            np.concatenate([[[0, -0.1]], [[0, 0.75]], hook[::-1][:, :] * [1, 1]]),
+            (60, 40, 30),
+            False,
+            0.05,
+        ),
+        Part(np.concatenate(canopy), _jit(COLORS[name], rng)),
+    ], name
 
 
 def draw_cup(rng):
@@ -318,8 +410,10 @@ def draw_cup(rng):
     w, h = _u(rng, 0.35, 0.5), _u(rng, 0.6, 0.9)
     t = _u(rng, 0.0, 0.12)
     c = _jit(COLORS[name], rng)
-    parts = [Part(ellipse(w + 0.05, 0.05, 0.22, 0.25), c, False, 0.08),
-             Part(poly(-w, -h / 2, w, -h / 2, w - t, h / 2, -w + t, h / 2), c)]
+    parts = [
+        Part(ellipse(w + 0.05, 0.05, 0.22, 0.25), c, False, 0.08),
+        Part(poly(-w, -h / 2, w, -h / 2, w - t, h / 2, -w + t, h / 2), c),
+    ]
     if rng.random() < 0.5:
         parts.append(Part(ellipse(0, h / 2 + 0.05, w + 0.3, 0.07), _jit(COLORS["white"], rng)))
     return parts, name
@@ -333,9 +427,11 @@ def draw_balloon(rng):
     amp = _u(rng, 0.05, 0.15)
     string = np.stack([amp * np.sin(ts * 3 * math.pi), cy + ry + 0.05 + ts * 0.8], axis=1)
     c = _jit(COLORS[name], rng)
-    return [Part(string, (90, 90, 90), False, 0.03),
-            Part(ellipse(0, cy, rx, ry), c),
-            Part(poly(-0.07, cy + ry + 0.08, 0, cy + ry - 0.02, 0.07, cy + ry + 0.08), c)], name
+    return [
+        Part(string, (90, 90, 90), False, 0.03),
+        Part(ellipse(0, cy, rx, ry), c),
+        Part(poly(-0.07, cy + ry + 0.08, 0, cy + ry - 0.02, 0.07, cy + ry + 0.08), c),
+    ], name
 
 
 def draw_kite(rng):
@@ -345,10 +441,12 @@ def draw_kite(rng):
     c = _jit(COLORS[name], rng)
     ts = np.linspace(0, 1, 12)
     tail = np.stack([0.15 * np.sin(ts * 2.5 * math.pi), cy + b + ts * 0.8], axis=1)
-    return [Part(tail, (80, 80, 80), False, 0.03),
-            Part(poly(0, cy - t, w, cy, 0, cy + b, -w, cy), c),
-            Part(poly(0, cy - t, 0, cy + b), (70, 50, 30), False, 0.03),
-            Part(poly(-w, cy, w, cy), (70, 50, 30), False, 0.03)], name
+    return [
+        Part(tail, (80, 80, 80), False, 0.03),
+        Part(poly(0, cy - t, w, cy, 0, cy + b, -w, cy), c),
+        Part(poly(0, cy - t, 0, cy + b), (70, 50, 30), False, 0.03),
+        Part(poly(-w, cy, w, cy), (70, 50, 30), False, 0.03),
+    ], name
 
 
 def draw_candle(rng):
@@ -356,26 +454,37 @@ def draw_candle(rng):
     w, h = _u(rng, 0.15, 0.28), _u(rng, 0.7, 1.1)
     top = 0.85 - h
     fh = _u(rng, 0.3, 0.45)
-    flame = np.concatenate([ellipse(0, top - 0.2, 0.12, 0.12, 16, 0, math.pi),
-                            [[0, top - 0.2 - fh]]])
-    return [Part(rect(-w, top, w, 0.85), _jit(COLORS[name], rng)),
-            Part(poly(0, top, 0, top - 0.12), (30, 30, 30), False, 0.03),
-            Part(flame, (250, 170, 30))], name
+    flame = np.concatenate(
+        [ellipse(0, top - 0.2, 0.12, 0.12, 16, 0, math.pi), [[0, top - 0.2 - fh]]]
+    )
+    return [
+        Part(rect(-w, top, w, 0.85), _jit(COLORS[name], rng)),
+        Part(poly(0, top, 0, top - 0.12), (30, 30, 30), False, 0.03),
+        Part(flame, (250, 170, 30)),
+    ], name
 
 
 def draw_clock(rng):
     name = _pick(rng, ("white", "yellow", "blue", "red", "brown", "black"))
     r = _u(rng, 0.65, 0.85)
-    parts = [Part(ellipse(0, 0, r, r), _jit(COLORS[name], rng)),
-             Part(ellipse(0, 0, r * 0.82, r * 0.82), (245, 245, 240))]
+    parts = [
+        Part(ellipse(0, 0, r, r), _jit(COLORS[name], rng)),
+        Part(ellipse(0, 0, r * 0.82, r * 0.82), (245, 245, 240)),
+    ]
     for i in range(12):
         a = 2 * math.pi * i / 12
         u = np.array([math.cos(a), math.sin(a)])
         parts.append(Part(np.stack([u * r * 0.68, u * r * 0.78]), (30, 30, 30), False, 0.03))
     for length, wid in ((0.45, 0.06), (0.68, 0.04)):
         a = _u(rng, 0, 2 * math.pi)
-        parts.append(Part(np.array([[0, 0], [math.cos(a) * r * length, math.sin(a) * r * length]]),
-                          (20, 20, 20), False, wid))
+        parts.append(
+            Part(
+                np.array([[0, 0], [math.cos(a) * r * length, math.sin(a) * r * length]]),
+                (20, 20, 20),
+                False,
+                wid,
+            )
+        )
     return parts, name
 
 
@@ -384,11 +493,13 @@ def draw_chair(rng):
     c = _jit(COLORS[name], rng)
     w, sy, bh = _u(rng, 0.4, 0.55), _u(rng, 0.0, 0.15), _u(rng, 0.6, 0.85)
     lw = 0.07
-    return [Part(poly(-w + 0.05, sy, -w + 0.05, 0.9), c, False, lw),
-            Part(poly(w - 0.05, sy, w - 0.05, 0.9), c, False, lw),
-            Part(rect(-w, sy - bh, -w + 0.14, sy), c),
-            Part(rect(-w, sy - bh, -w + _u(rng, 0.3, 0.5), sy - bh + 0.15), c),
-            Part(rect(-w, sy - 0.1, w, sy + 0.05), c)], name
+    return [
+        Part(poly(-w + 0.05, sy, -w + 0.05, 0.9), c, False, lw),
+        Part(poly(w - 0.05, sy, w - 0.05, 0.9), c, False, lw),
+        Part(rect(-w, sy - bh, -w + 0.14, sy), c),
+        Part(rect(-w, sy - bh, -w + _u(rng, 0.3, 0.5), sy - bh + 0.15), c),
+        Part(rect(-w, sy - 0.1, w, sy + 0.05), c),
+    ], name
 
 
 def draw_airplane(rng):
@@ -396,22 +507,42 @@ def draw_airplane(rng):
     c = _jit(COLORS[name], rng)
     L, h = _u(rng, 0.8, 0.95), _u(rng, 0.12, 0.18)
     ws = _u(rng, -0.2, 0.1)
-    return [Part(poly(ws, 0, ws + 0.25, -0.6, ws + 0.4, -0.6, ws + 0.3, 0), c),
-            Part(ellipse(0, 0, L, h), c),
-            Part(poly(ws, 0, ws + 0.25, 0.6, ws + 0.4, 0.6, ws + 0.3, 0),
-                 _jit(tuple(int(v * 0.8) for v in c), rng)),
-            Part(poly(L - 0.25, 0, L - 0.05, -0.4, L + 0.05, -0.4, L, 0), c),
-            Part(ellipse(-L + 0.15, -0.03, 0.1, 0.06), (150, 200, 240))], name
+    return [
+        Part(poly(ws, 0, ws + 0.25, -0.6, ws + 0.4, -0.6, ws + 0.3, 0), c),
+        Part(ellipse(0, 0, L, h), c),
+        Part(
+            poly(ws, 0, ws + 0.25, 0.6, ws + 0.4, 0.6, ws + 0.3, 0),
+            _jit(tuple(int(v * 0.8) for v in c), rng),
+        ),
+        Part(poly(L - 0.25, 0, L - 0.05, -0.4, L + 0.05, -0.4, L, 0), c),
+        Part(ellipse(-L + 0.15, -0.03, 0.1, 0.06), (150, 200, 240)),
+    ], name
 
 
 #: class name -> drawing function. Order is part of the world's design (class ids).
 CLASSES: dict[str, Callable] = {
-    "house": draw_house, "tree": draw_tree, "fish": draw_fish, "car": draw_car,
-    "boat": draw_boat, "flower": draw_flower, "sun": draw_sun,
-    "moon": draw_moon, "star": draw_star, "cloud": draw_cloud, "mountain": draw_mountain,
-    "rocket": draw_rocket, "bird": draw_bird, "mushroom": draw_mushroom,
-    "umbrella": draw_umbrella, "cup": draw_cup, "balloon": draw_balloon, "kite": draw_kite,
-    "candle": draw_candle, "clock": draw_clock, "chair": draw_chair, "airplane": draw_airplane,
+    "house": draw_house,
+    "tree": draw_tree,
+    "fish": draw_fish,
+    "car": draw_car,
+    "boat": draw_boat,
+    "flower": draw_flower,
+    "sun": draw_sun,
+    "moon": draw_moon,
+    "star": draw_star,
+    "cloud": draw_cloud,
+    "mountain": draw_mountain,
+    "rocket": draw_rocket,
+    "bird": draw_bird,
+    "mushroom": draw_mushroom,
+    "umbrella": draw_umbrella,
+    "cup": draw_cup,
+    "balloon": draw_balloon,
+    "kite": draw_kite,
+    "candle": draw_candle,
+    "clock": draw_clock,
+    "chair": draw_chair,
+    "airplane": draw_airplane,
 }
 BENCHMARK_CLASSES: tuple[str, ...] = ("house", "tree", "fish", "car", "boat", "flower", "sun")
 
@@ -447,8 +578,7 @@ def _mask(part: Part, size: int, widen: float = 0.0) -> Image.Image:
         if widen:
             d.line(_xy(np.concatenate([part.pts, part.pts[:1]])), fill=255, width=int(widen))
     else:
-        d.line(_xy(part.pts), fill=255, width=max(1, round(part.width + widen)),
-               joint="curve")
+        d.line(_xy(part.pts), fill=255, width=max(1, round(part.width + widen)), joint="curve")
     return m
 
 
@@ -532,8 +662,13 @@ def style_sketch(parts, rng, size):
             sp = int(rng.integers(5, 9))
             for k in range(-size, size, sp):
                 hd.line([(k, size), (k + size, 0)], fill=int(rng.integers(90, 170)), width=1)
-            im.paste(h, (0, 0), Image.fromarray(
-                (np.asarray(_mask(p, size)) * (np.asarray(h) < 255)).astype(np.uint8)))
+            im.paste(
+                h,
+                (0, 0),
+                Image.fromarray(
+                    (np.asarray(_mask(p, size)) * (np.asarray(h) < 255)).astype(np.uint8)
+                ),
+            )
     arr = np.asarray(im, np.float32) + rng.normal(0, 4, (size, size))
     arr = np.clip(arr, 0, 255).astype(np.uint8)
     return np.repeat(arr[..., None], 3, axis=2)
@@ -549,8 +684,11 @@ def style_painting(parts, rng, size):
         a = _u(rng, 0, math.pi)
         ln = _u(rng, 10, 30)
         col = tuple(int(v) for v in np.clip(base + rng.normal(0, 28, 3), 0, 255))
-        d.line([(x, y), (x + ln * math.cos(a), y + ln * math.sin(a))], fill=col,
-               width=int(rng.integers(5, 11)))
+        d.line(
+            [(x, y), (x + ln * math.cos(a), y + ln * math.sin(a))],
+            fill=col,
+            width=int(rng.integers(5, 11)),
+        )
     for p in parts:
         layer = Image.new("RGB", (size, size), p.color)
         ld = ImageDraw.Draw(layer)
@@ -561,8 +699,11 @@ def style_painting(parts, rng, size):
             a = _u(rng, 0, math.pi)
             ln = _u(rng, 4, 14)
             col = tuple(int(v) for v in np.clip(np.asarray(p.color) + rng.normal(0, 35, 3), 0, 255))
-            ld.line([(x, y), (x + ln * math.cos(a), y + ln * math.sin(a))], fill=col,
-                    width=int(rng.integers(3, 7)))
+            ld.line(
+                [(x, y), (x + ln * math.cos(a), y + ln * math.sin(a))],
+                fill=col,
+                width=int(rng.integers(3, 7)),
+            )
         m = _mask(p, size, widen=3).filter(ImageFilter.GaussianBlur(1.5))
         im.paste(layer, (0, 0), m)
     return np.asarray(im.filter(ImageFilter.SMOOTH))
@@ -672,8 +813,9 @@ def image_rng(seed: int, stream: int, style: str, cls: str, index: int) -> np.ra
     return np.random.default_rng(key)
 
 
-def render(cls: str, style: str, rng: np.random.Generator,
-           size: int = IMAGE_SIZE) -> tuple[Image.Image, str]:
+def render(
+    cls: str, style: str, rng: np.random.Generator, size: int = IMAGE_SIZE
+) -> tuple[Image.Image, str]:
     """Draw one object of class ``cls`` in ``style``.
 
     Returns:

@@ -224,8 +224,8 @@ log "model card: $CARD"
 # The default stack must serve the shipped demo teacher (trained weights), not random ones.
 python3 -c 'import json,sys; c=json.loads(sys.argv[1]); want=sys.argv[2]
 assert c["id"] == want, (c["id"], want)
-assert c["trained"] or want != "vl2v-demo", "the demo teacher is served with random weights"' \
-    "$CARD" "${VENDOR_MODEL__NAME:-vl2v-demo}"
+assert c["trained"] or want != "vl2v-demo-v3", "the demo teacher is served with random weights"' \
+    "$CARD" "${VENDOR_MODEL__NAME:-vl2v-demo-v3}"
 http embed "$BASE_URL" "$KEY" images "$DIM"
 http embed "$BASE_URL" "$KEY" texts "$DIM"
 BEFORE=$(http usage "$BASE_URL" "$KEY")

@@ -7,6 +7,9 @@ Nothing from storage lives here.
 
 from shared_schemas.embeddings import (
     EMBEDDING_ENDPOINTS,
+    IMAGES,
+    TEXTS,
+    EmbeddingEndpoint,
     EmbeddingItem,
     EmbeddingResponse,
     EncodingFormat,
@@ -28,7 +31,10 @@ from shared_schemas.usage import BudgetPublic, LedgerEntryPublic, QueryUsage, Us
 
 __all__ = [
     "EMBEDDING_ENDPOINTS",
+    "IMAGES",
+    "TEXTS",
     "BudgetPublic",
+    "EmbeddingEndpoint",
     "EmbeddingItem",
     "EmbeddingResponse",
     "EncodingFormat",

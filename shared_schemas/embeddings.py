@@ -12,8 +12,12 @@ from shared_schemas.usage import BudgetPublic, QueryUsage
 
 EncodingFormat = Literal["float", "base64"]
 
-#: Endpoint names as they appear in ledgers, caches and usage reports.
-EMBEDDING_ENDPOINTS = ("images", "texts")
+#: What a query embeds: the name of the native route (``/v1/embeddings/<endpoint>``) and of the
+#: endpoint column in ledgers, caches and usage reports. The one definition of these names.
+EmbeddingEndpoint = Literal["images", "texts"]
+IMAGES: EmbeddingEndpoint = "images"
+TEXTS: EmbeddingEndpoint = "texts"
+EMBEDDING_ENDPOINTS: tuple[EmbeddingEndpoint, ...] = (IMAGES, TEXTS)
 
 
 class _EmbeddingRequest(BaseModel):

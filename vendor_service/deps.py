@@ -140,9 +140,7 @@ class Meter:
         return self.account.key.id
 
 
-async def meter(
-    request: Request, account: AccountDep, store: StoreDep, rid: RequestIdDep
-) -> Meter:
+async def meter(request: Request, account: AccountDep, store: StoreDep, rid: RequestIdDep) -> Meter:
     return Meter(account, store, request.app.state.instance_id, rid)
 
 

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ModelSettings(BaseModel):
     """Which open_clip model to serve and what a query costs."""
 
-    name: str = Field("vl2v-demo", description="open_clip architecture name.")
+    name: str = Field("vl2v-demo-v3", description="open_clip architecture name.")
     pretrained: str | None = Field(
         None,
         description="open_clip pretrained tag or checkpoint path; None = the demo teacher's "

@@ -15,7 +15,8 @@ from client_distiller.commands.common import (
     teacher_from_args,
 )
 from client_distiller.plan import CLASS_TEXTS, iter_image_batches
-from client_distiller.teacher.wire import IMAGES, TEXTS, encode_image
+from client_distiller.teacher.wire import encode_image
+from shared_schemas import IMAGES, TEXTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,36 +55,53 @@ def run(args: argparse.Namespace) -> int:
 
         account(TEXTS, CLASS_TEXTS, [q.text for q in plan.text_queries])
         for purpose, _, images in iter_image_batches(plan, card.image_size):
-            account(IMAGES, purpose,
-                    [encode_image(im, card.image_size) for im in images])
+            account(IMAGES, purpose, [encode_image(im, card.image_size) for im in images])
 
     price = {IMAGES: card.price_per_image_query, TEXTS: card.price_per_text_query}
-    print(f"teacher: {card.id} (fingerprint {card.fingerprint[:12]}), image size "
-          f"{card.image_size}, {card.price_per_image_query:g} {card.currency}/image, "
-          f"{card.price_per_text_query:g} {card.currency}/text")
+    print(
+        f"teacher: {card.id} (fingerprint {card.fingerprint[:12]}), image size "
+        f"{card.image_size}, {card.price_per_image_query:g} {card.currency}/image, "
+        f"{card.price_per_text_query:g} {card.currency}/text"
+    )
     s = plan.splits
-    print(f"data: {dataset.root} | target {s.target_domain} | sources "
-          f"{', '.join(s.source_domains)} | {len(s.train)} train, {len(s.val)} val, "
-          f"{len(s.test)} test images | {len(dataset.classes)} classes | K={plan.views} views | "
-          f"{len(plan.prompts)} prompt(s)")
+    print(
+        f"data: {dataset.root} | target {s.target_domain} | sources "
+        f"{', '.join(s.source_domains)} | {len(s.train)} train, {len(s.val)} val, "
+        f"{len(s.test)} test images | {len(dataset.classes)} classes | K={plan.views} views | "
+        f"{len(plan.prompts)} prompt(s)"
+    )
     for purpose, (listed, distinct, cached, to_send) in per_purpose.items():
         endpoint = TEXTS if purpose == CLASS_TEXTS else IMAGES
-        rows.append([purpose, endpoint, listed, distinct, cached, to_send,
-                     to_send * price[endpoint]])
+        rows.append(
+            [purpose, endpoint, listed, distinct, cached, to_send, to_send * price[endpoint]]
+        )
     cost = 0.0
-    for endpoint, (listed, distinct, cached, to_send) in totals.items():
+    for endpoint, (_listed, _distinct, _cached, to_send) in totals.items():
         cost += to_send * price[endpoint]
     all_listed = sum(t[0] for t in totals.values())
     all_distinct = sum(t[1] for t in totals.values())
     all_cached = sum(t[2] for t in totals.values())
     all_send = sum(t[3] for t in totals.values())
     rows.append(["total", "", all_listed, all_distinct, all_cached, all_send, cost])
-    print_table(["purpose", "endpoint", "queries", "distinct", "cached", "to send",
-                 f"cost {card.currency}"], rows)
-    print(f"image queries to send: {totals[IMAGES][3]}, text queries to send: "
-          f"{totals[TEXTS][3]}, estimated cost: {cost:.4f} {card.currency}")
+    print_table(
+        [
+            "purpose",
+            "endpoint",
+            "queries",
+            "distinct",
+            "cached",
+            "to send",
+            f"cost {card.currency}",
+        ],
+        rows,
+    )
+    print(
+        f"image queries to send: {totals[IMAGES][3]}, text queries to send: "
+        f"{totals[TEXTS][3]}, estimated cost: {cost:.4f} {card.currency}"
+    )
     if remaining is not None:
-        verdict = ("enough" if remaining >= all_send
-                   else f"NOT enough: short by {all_send - remaining}")
+        verdict = (
+            "enough" if remaining >= all_send else f"NOT enough: short by {all_send - remaining}"
+        )
         print(f"vendor budget remaining for this key: {remaining} ({verdict})")
     return EXIT_OK

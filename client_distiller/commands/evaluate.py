@@ -13,12 +13,18 @@ from client_distiller.models import load_student
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``evaluate``."""
-    parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="student checkpoint written by `client-distiller run`")
-    parser.add_argument("--data", default="demo",
-                        help="dataset folder root/<domain>/<class>/<image>, or 'demo'")
-    parser.add_argument("--domains", nargs="+", default=None,
-                        help="domains to evaluate (default: all)")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="student checkpoint written by `client-distiller run`",
+    )
+    parser.add_argument(
+        "--data", default="demo", help="dataset folder root/<domain>/<class>/<image>, or 'demo'"
+    )
+    parser.add_argument(
+        "--domains", nargs="+", default=None, help="domains to evaluate (default: all)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--data: no such folder: {data}")
     dataset = resolve_dataset(data)
     if list(dataset.classes) != list(student.classes):
-        raise UserError(f"the dataset's classes {dataset.classes} differ from the student's "
-                        f"{student.classes}")
+        raise UserError(
+            f"the dataset's classes {dataset.classes} differ from the student's {student.classes}"
+        )
     domains = args.domains or dataset.domains
     rows = []
     for d in domains:

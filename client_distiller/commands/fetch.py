@@ -30,20 +30,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_options(parser)
     add_plan_options(parser)
     add_teacher_options(parser)
-    parser.add_argument("--batch-size", type=int, default=256,
-                        help="images rendered per step (requests are cut to the vendor's max)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bar")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=256,
+        help="images rendered per step (requests are cut to the vendor's max)",
+    )
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar"
+    )
 
 
 def _summary(teacher: CachedTeacher) -> str:
     remaining = teacher.budget_remaining
     if isinstance(teacher.teacher, LocalTeacher):
-        return (f"computed {teacher.sent} queries locally (nothing paid), "
-                f"{teacher.cache_hits} cache hits")
-    return (f"sent {teacher.sent} queries (vendor charged {teacher.charged}), "
+        return (
+            f"computed {teacher.sent} queries locally (nothing paid), "
             f"{teacher.cache_hits} cache hits"
-            + ("" if remaining is None else f", vendor budget remaining {remaining}"))
+        )
+    return (
+        f"sent {teacher.sent} queries (vendor charged {teacher.charged}), "
+        f"{teacher.cache_hits} cache hits"
+        + ("" if remaining is None else f", vendor budget remaining {remaining}")
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,19 +61,27 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_from_args(args, dataset)
     with teacher_from_args(args, stage="fetch") as teacher:
         count = plan.count()
-        print(f"plan: {count.images} image + {count.texts} text queries "
-              f"(target {plan.splits.target_domain}, K={plan.views})", flush=True)
+        print(
+            f"plan: {count.images} image + {count.texts} text queries "
+            f"(target {plan.splits.target_domain}, K={plan.views})",
+            flush=True,
+        )
         try:
             fetch_plan(plan, teacher, progress=args.progress, batch_size=args.batch_size)
         except BudgetExhausted as exc:
-            print(f"error: the vendor refused the next request: budget exhausted ({exc}).\n"
-                  f"Everything fetched so far is cached; {_summary(teacher)}.\n"
-                  f"Top up the key and rerun the same command to continue.", file=sys.stderr)
+            print(
+                f"error: the vendor refused the next request: budget exhausted ({exc}).\n"
+                f"Everything fetched so far is cached; {_summary(teacher)}.\n"
+                f"Top up the key and rerun the same command to continue.",
+                file=sys.stderr,
+            )
             return EXIT_BUDGET
         except QueryCapReached:
-            print(f"stopped: --max-queries {teacher.max_queries} reached. Everything fetched so "
-                  f"far is cached; {_summary(teacher)}.\nRerun with a higher cap to continue.",
-                  file=sys.stderr)
+            print(
+                f"stopped: --max-queries {teacher.max_queries} reached. Everything fetched so "
+                f"far is cached; {_summary(teacher)}.\nRerun with a higher cap to continue.",
+                file=sys.stderr,
+            )
             return EXIT_CAP
         print(f"done: {_summary(teacher)}")
     return EXIT_OK

@@ -14,8 +14,12 @@ from client_distiller.models import load_student
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``predict``."""
-    parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="student checkpoint written by `client-distiller run`")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="student checkpoint written by `client-distiller run`",
+    )
     parser.add_argument("images", nargs="+", type=Path, help="image files to classify")
     parser.add_argument("--top-k", type=int, default=1, help="classes shown per image")
 
@@ -35,9 +39,11 @@ def run(args: argparse.Namespace) -> int:
     k = max(1, min(args.top_k, len(student.classes)))
     with torch.no_grad():
         probs = student(student.preprocess(images)).softmax(-1)
-    for path, p in zip(args.images, probs):
+    for path, p in zip(args.images, probs, strict=False):
         top = torch.topk(p, k)
-        ranked = ", ".join(f"{student.classes[i]} {float(v):.3f}"
-                           for v, i in zip(top.values, top.indices))
+        ranked = ", ".join(
+            f"{student.classes[i]} {float(v):.3f}"
+            for v, i in zip(top.values, top.indices, strict=False)
+        )
         print(f"{path}\t{ranked}")
     return EXIT_OK

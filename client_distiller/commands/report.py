@@ -12,16 +12,19 @@ from client_distiller.teacher import BudgetLedger
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``report``."""
     add_cache_option(parser)
-    parser.add_argument("--plot", type=Path, default=None,
-                        help="PNG to write (default <cache-dir>/spend.png)")
+    parser.add_argument(
+        "--plot", type=Path, default=None, help="PNG to write (default <cache-dir>/spend.png)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Print spend per stage and purpose, totals, the vendor's last reported budget; plot it."""
     ledger_path = Path(args.cache_dir) / "ledger.sqlite"
     if not ledger_path.is_file():
-        raise UserError(f"no spend recorded yet in {args.cache_dir} (run `client-distiller "
-                        f"fetch` first, or pass the --cache-dir it used)")
+        raise UserError(
+            f"no spend recorded yet in {args.cache_dir} (run `client-distiller "
+            f"fetch` first, or pass the --cache-dir it used)"
+        )
     ledger = BudgetLedger(args.cache_dir)
     try:
         rows = ledger.by_purpose()

@@ -40,6 +40,7 @@ def resolve_dataset(data: str, *, verify: bool = True, progress: bool = False) -
             from demo_world.assets import ensure_demo_benchmark
         except ImportError as exc:  # the demo world is not built in this checkout
             raise DatasetError(f"the demo benchmark is not available: {exc}") from exc
-        return DomainFolder(Path(ensure_demo_benchmark(root=None)), verify=verify,
-                            progress=progress)
+        return DomainFolder(
+            Path(ensure_demo_benchmark(root=None)), verify=verify, progress=progress
+        )
     return DomainFolder(Path(data), verify=verify, progress=progress)

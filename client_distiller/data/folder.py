@@ -122,19 +122,23 @@ class DomainFolder:
         self.root = Path(self.root).expanduser().resolve()
         if not self.root.is_dir():
             raise DatasetError(f"dataset folder not found: {self.root}")
-        domain_dirs = sorted(p for p in self.root.iterdir()
-                             if p.is_dir() and not p.name.startswith("."))
+        domain_dirs = sorted(
+            p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
         if not domain_dirs:
-            raise DatasetError(f"{self.root} has no domain folders (expected root/<domain>/"
-                               f"<class>/<image>)")
-        class_sets = {d.name: sorted(c.name for c in d.iterdir()
-                                     if c.is_dir() and not c.name.startswith("."))
-                      for d in domain_dirs}
+            raise DatasetError(
+                f"{self.root} has no domain folders (expected root/<domain>/<class>/<image>)"
+            )
+        class_sets = {
+            d.name: sorted(c.name for c in d.iterdir() if c.is_dir() and not c.name.startswith("."))
+            for d in domain_dirs
+        }
         self.domains = [d.name for d in domain_dirs]
         reference = set().union(*map(set, class_sets.values()))
         problems = [
             f"{dom}: missing {sorted(reference - set(cls))}"
-            for dom, cls in class_sets.items() if set(cls) != reference
+            for dom, cls in class_sets.items()
+            if set(cls) != reference
         ]
         if problems:
             raise DatasetError("class folders differ across domains: " + "; ".join(problems))
@@ -142,13 +146,16 @@ class DomainFolder:
         if not self.classes:
             raise DatasetError(f"{self.root}: domains have no class folders")
         self.samples, self.skipped = [], []
-        files = [(path, dom.name, label)
-                 for dom in domain_dirs
-                 for label, cls in enumerate(self.classes)
-                 for path in sorted((dom / cls).rglob("*"))
-                 if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES]
-        for path, domain, label in tqdm(files, desc="scan dataset", unit="img", leave=False,
-                                        disable=not self.progress):
+        files = [
+            (path, dom.name, label)
+            for dom in domain_dirs
+            for label, cls in enumerate(self.classes)
+            for path in sorted((dom / cls).rglob("*"))
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        for path, domain, label in tqdm(
+            files, desc="scan dataset", unit="img", leave=False, disable=not self.progress
+        ):
             self._add(path, domain, label)
         for s in self.skipped:
             log.warning("skipping unreadable image %s: %s", s.path, s.reason)

@@ -30,8 +30,9 @@ class Splits:
     target_out: list[Sample]
 
 
-def split_domain(samples: list[Sample], *, holdout_fraction: float, split_seed: int,
-                 domain: str) -> tuple[list[Sample], list[Sample]]:
+def split_domain(
+    samples: list[Sample], *, holdout_fraction: float, split_seed: int, domain: str
+) -> tuple[list[Sample], list[Sample]]:
     """(in, out) split of one domain by a permutation seeded by (split_seed, domain name).
 
     The seed does not involve the training seed or the target domain, so a domain is split
@@ -49,8 +50,9 @@ def split_domain(samples: list[Sample], *, holdout_fraction: float, split_seed: 
     return inn, out
 
 
-def make_splits(dataset: DomainFolder, target_domain: str, *, holdout_fraction: float = 0.2,
-                split_seed: int = 0) -> Splits:
+def make_splits(
+    dataset: DomainFolder, target_domain: str, *, holdout_fraction: float = 0.2, split_seed: int = 0
+) -> Splits:
     """Leave ``target_domain`` out: train/val from the other domains, test from it.
 
     Raises:
@@ -65,8 +67,12 @@ def make_splits(dataset: DomainFolder, target_domain: str, *, holdout_fraction: 
     test: list[Sample] = []
     target_out: list[Sample] = []
     for dom in dataset.domains:
-        inn, out = split_domain(dataset.domain_samples(dom), holdout_fraction=holdout_fraction,
-                                split_seed=split_seed, domain=dom)
+        inn, out = split_domain(
+            dataset.domain_samples(dom),
+            holdout_fraction=holdout_fraction,
+            split_seed=split_seed,
+            domain=dom,
+        )
         if dom == target_domain:
             test, target_out = inn, out
         else:

@@ -44,8 +44,8 @@ def _random_resized_crop(img: Image.Image, size: int, rng: np.random.Generator) 
     for _ in range(10):
         target_area = area * rng.uniform(*CROP_SCALE)
         aspect = math.exp(rng.uniform(*log_ratio))
-        w = int(round(math.sqrt(target_area * aspect)))
-        h = int(round(math.sqrt(target_area / aspect)))
+        w = round(math.sqrt(target_area * aspect))
+        h = round(math.sqrt(target_area / aspect))
         if 0 < w <= width and 0 < h <= height:
             top = int(rng.integers(0, height - h + 1))
             left = int(rng.integers(0, width - w + 1))
@@ -54,9 +54,9 @@ def _random_resized_crop(img: Image.Image, size: int, rng: np.random.Generator) 
     if box is None:  # fall back to the largest centre crop within the ratio range
         in_ratio = width / height
         if in_ratio < CROP_RATIO[0]:
-            w, h = width, int(round(width / CROP_RATIO[0]))
+            w, h = width, round(width / CROP_RATIO[0])
         elif in_ratio > CROP_RATIO[1]:
-            h, w = height, int(round(height * CROP_RATIO[1]))
+            h, w = height, round(height * CROP_RATIO[1])
         else:
             w, h = width, height
         left, top = (width - w) // 2, (height - h) // 2
@@ -67,15 +67,19 @@ def _random_resized_crop(img: Image.Image, size: int, rng: np.random.Generator) 
 def _adjust_hue(img: Image.Image, shift: float) -> Image.Image:
     """Rotate hue by ``shift`` turns (in [-0.5, 0.5]) in 8-bit HSV, as torchvision does."""
     hsv = np.array(img.convert("HSV"), dtype=np.uint8)
-    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + int(round(shift * 255))) % 256
+    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + round(shift * 255)) % 256
     return Image.fromarray(hsv, mode="HSV").convert("RGB")
 
 
 def _color_jitter(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     order = rng.permutation(4)
     lo, hi = 1 - JITTER, 1 + JITTER
-    factors = [rng.uniform(lo, hi), rng.uniform(lo, hi), rng.uniform(lo, hi),
-               rng.uniform(-JITTER, JITTER)]
+    factors = [
+        rng.uniform(lo, hi),
+        rng.uniform(lo, hi),
+        rng.uniform(lo, hi),
+        rng.uniform(-JITTER, JITTER),
+    ]
     for op in order:
         f = float(factors[op])
         if op == 0:

@@ -21,6 +21,7 @@ from PIL import Image
 from torch import nn
 
 from client_distiller.losses import zeroshot_logits
+from model_io import atomic_save
 
 CHECKPOINT_FORMAT = "vl2v-student/1"
 HeadKind = Literal["text", "linear"]
@@ -198,18 +199,13 @@ class Student(nn.Module):
 
     def save(self, path: str | os.PathLike, **extra: Any) -> Path:
         """Write the self-contained checkpoint atomically (tmp file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "format": CHECKPOINT_FORMAT,
             "config": self.config(),
             "state_dict": self.state_dict(),
             "extra": extra,
         }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-        return path
+        return atomic_save(payload, path)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """PIL images -> float tensor in [0, 1] at this student's input size."""

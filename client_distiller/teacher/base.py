@@ -19,9 +19,7 @@ class Teacher(Protocol):
 
     card: ModelCard
 
-    def embed_images(
-        self, images: Sequence[Image.Image], *, purpose: str = "images"
-    ) -> np.ndarray:
+    def embed_images(self, images: Sequence[Image.Image], *, purpose: str = "images") -> np.ndarray:
         """Embed images; returns an (n, embed_dim) float32 array of L2-normalized rows."""
         ...
 
@@ -98,7 +96,7 @@ def run_chunks(
             return
         if out is None:
             out = np.empty((n, res.embeddings.shape[1]), dtype=np.float32)
-        out[res.start:res.start + len(res.embeddings)] = res.embeddings
+        out[res.start : res.start + len(res.embeddings)] = res.embeddings
         if on_chunk is not None:
             try:
                 on_chunk(res)
@@ -110,7 +108,7 @@ def run_chunks(
             while next_i < len(starts) or pending:
                 while error is None and next_i < len(starts) and len(pending) < concurrency:
                     s = starts[next_i]
-                    items = payloads[s:s + chunk_size]
+                    items = payloads[s : s + chunk_size]
                     if before_chunk is not None:
                         try:
                             before_chunk(len(items))

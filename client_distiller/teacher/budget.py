@@ -60,17 +60,38 @@ class BudgetLedger:
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
 
-    def record(self, *, stage: str, purpose: str, endpoint: str, fingerprint: str, sent: int = 0,
-               charged: int = 0, cache_hits: int = 0, budget_remaining: int | None = None,
-               request_id: str | None = None) -> None:
+    def record(
+        self,
+        *,
+        stage: str,
+        purpose: str,
+        endpoint: str,
+        fingerprint: str,
+        sent: int = 0,
+        charged: int = 0,
+        cache_hits: int = 0,
+        budget_remaining: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
         """Append one event."""
         with self._lock:
             self._db.execute(
                 "INSERT INTO events (run_id, time, stage, purpose, endpoint, sent, charged,"
                 " cache_hits, budget_remaining, fingerprint, request_id)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (self.run_id, time.time(), stage, purpose, endpoint, sent, charged, cache_hits,
-                 budget_remaining, fingerprint, request_id),
+                (
+                    self.run_id,
+                    time.time(),
+                    stage,
+                    purpose,
+                    endpoint,
+                    sent,
+                    charged,
+                    cache_hits,
+                    budget_remaining,
+                    fingerprint,
+                    request_id,
+                ),
             )
 
     def totals(self, *, run_id: str | None = None) -> dict[str, int]:
@@ -78,7 +99,8 @@ class BudgetLedger:
         where, args = ("WHERE run_id = ?", (run_id,)) if run_id else ("", ())
         row = self._db.execute(
             f"SELECT COALESCE(SUM(sent),0), COALESCE(SUM(charged),0),"
-            f" COALESCE(SUM(cache_hits),0) FROM events {where}", args
+            f" COALESCE(SUM(cache_hits),0) FROM events {where}",
+            args,
         ).fetchone()
         return {"sent": row[0], "charged": row[1], "cache_hits": row[2]}
 

@@ -7,12 +7,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
+from typing_extensions import Self
 
 from client_distiller.teacher.base import ChunkResult
 from client_distiller.teacher.budget import BudgetLedger
 from client_distiller.teacher.cache import QueryCache
 from client_distiller.teacher.errors import BudgetExhausted, QueryCapReached
-from client_distiller.teacher.wire import IMAGES, TEXTS, encode_image, encode_text, item_digest
+from client_distiller.teacher.wire import encode_image, encode_text, item_digest
+from shared_schemas import IMAGES, TEXTS
 
 
 class CachedTeacher:
@@ -34,8 +36,15 @@ class CachedTeacher:
         stage: label for the ledger (e.g. ``fetch``, ``align``); may be reassigned.
     """
 
-    def __init__(self, teacher, cache: QueryCache, ledger: BudgetLedger, *,
-                 max_queries: int | None = None, stage: str = "fetch") -> None:
+    def __init__(
+        self,
+        teacher,
+        cache: QueryCache,
+        ledger: BudgetLedger,
+        *,
+        max_queries: int | None = None,
+        stage: str = "fetch",
+    ) -> None:
         if max_queries is not None and max_queries < 0:
             raise ValueError("max_queries must be >= 0")
         self.teacher = teacher
@@ -60,13 +69,12 @@ class CachedTeacher:
 
     # -- protocol ----------------------------------------------------------------------------
 
-    def embed_images(
-        self, images: Sequence[Image.Image], *, purpose: str = "images"
-    ) -> np.ndarray:
+    def embed_images(self, images: Sequence[Image.Image], *, purpose: str = "images") -> np.ndarray:
         """Embed images through the cache (resized and PNG-encoded as the vendor receives them)."""
         size = self.card.image_size
-        return self.embed_encoded(IMAGES, [encode_image(im, size) for im in images],
-                                  purpose=purpose)
+        return self.embed_encoded(
+            IMAGES, [encode_image(im, size) for im in images], purpose=purpose
+        )
 
     def embed_texts(self, texts: Sequence[str], *, purpose: str = "texts") -> np.ndarray:
         """Embed texts through the cache."""
@@ -77,17 +85,20 @@ class CachedTeacher:
     def keys_for(self, endpoint: str, payloads: Sequence[bytes] | Sequence[str]) -> list[str]:
         """Cache keys of encoded items (PNG bytes for images, strings for texts)."""
         fp = self.card.fingerprint
-        return [item_digest(fp, endpoint, encode_text(p) if isinstance(p, str) else p)
-                for p in payloads]
+        return [
+            item_digest(fp, endpoint, encode_text(p) if isinstance(p, str) else p) for p in payloads
+        ]
 
-    def count_cached(self, endpoint: str, payloads: Sequence[bytes] | Sequence[str]
-                     ) -> tuple[int, int]:
+    def count_cached(
+        self, endpoint: str, payloads: Sequence[bytes] | Sequence[str]
+    ) -> tuple[int, int]:
         """(distinct items, distinct items already cached); sends and records nothing."""
         keys = set(self.keys_for(endpoint, payloads))
         return len(keys), sum(1 for k in keys if self.cache.contains(k))
 
-    def embed_encoded(self, endpoint: str, payloads: Sequence[bytes] | Sequence[str], *,
-                      purpose: str) -> np.ndarray:
+    def embed_encoded(
+        self, endpoint: str, payloads: Sequence[bytes] | Sequence[str], *, purpose: str
+    ) -> np.ndarray:
         """Embed already-encoded items, paying only for distinct cache misses.
 
         Raises:
@@ -107,9 +118,14 @@ class CachedTeacher:
         if self.progress is not None and hits:
             self.progress(hits)
         if hits:
-            self.ledger.record(stage=self.stage, purpose=purpose, endpoint=endpoint,
-                               fingerprint=self.card.fingerprint, cache_hits=hits,
-                               budget_remaining=None)
+            self.ledger.record(
+                stage=self.stage,
+                purpose=purpose,
+                endpoint=endpoint,
+                fingerprint=self.card.fingerprint,
+                cache_hits=hits,
+                budget_remaining=None,
+            )
 
         capped = False
         to_send = miss_keys
@@ -128,9 +144,9 @@ class CachedTeacher:
             return lambda res: on_chunk(sent_keys, res)
 
         def on_chunk(sent_keys: list[str], res: ChunkResult) -> None:
-            chunk_keys = sent_keys[res.start:res.start + len(res.embeddings)]
-            self.cache.put_many(dict(zip(chunk_keys, res.embeddings)))
-            for k, v in zip(chunk_keys, res.embeddings):
+            chunk_keys = sent_keys[res.start : res.start + len(res.embeddings)]
+            self.cache.put_many(dict(zip(chunk_keys, res.embeddings, strict=False)))
+            for k, v in zip(chunk_keys, res.embeddings, strict=False):
                 found[k] = v
             if self.progress is not None:
                 self.progress(len(chunk_keys))
@@ -139,17 +155,30 @@ class CachedTeacher:
                 self.charged += res.charged
                 if res.budget_remaining is not None:
                     # Concurrent chunks arrive out of charge order: the lowest report is newest.
-                    self.budget_remaining = min(res.budget_remaining, self.budget_remaining
-                                                if self.budget_remaining is not None
-                                                else res.budget_remaining)
-            self.ledger.record(stage=self.stage, purpose=purpose, endpoint=endpoint,
-                               fingerprint=self.card.fingerprint, sent=len(chunk_keys),
-                               charged=res.charged, budget_remaining=res.budget_remaining,
-                               request_id=res.request_id)
+                    self.budget_remaining = min(
+                        res.budget_remaining,
+                        self.budget_remaining
+                        if self.budget_remaining is not None
+                        else res.budget_remaining,
+                    )
+            self.ledger.record(
+                stage=self.stage,
+                purpose=purpose,
+                endpoint=endpoint,
+                fingerprint=self.card.fingerprint,
+                sent=len(chunk_keys),
+                charged=res.charged,
+                budget_remaining=res.budget_remaining,
+                request_id=res.request_id,
+            )
 
         def send(keys_: list[str]) -> None:
-            self.teacher.embed_payloads(endpoint, [payloads[miss_index[k]] for k in keys_],
-                                        before_chunk=before_chunk, on_chunk=on_chunk_for(keys_))
+            self.teacher.embed_payloads(
+                endpoint,
+                [payloads[miss_index[k]] for k in keys_],
+                before_chunk=before_chunk,
+                on_chunk=on_chunk_for(keys_),
+            )
 
         if to_send:
             try:
@@ -168,8 +197,13 @@ class CachedTeacher:
             return np.zeros((0, dim), dtype=np.float32)
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
 
-    def _spend_the_rest(self, exc: BudgetExhausted, wanted: list[str], found: dict,
-                        send: Callable[[list[str]], None]) -> None:
+    def _spend_the_rest(
+        self,
+        exc: BudgetExhausted,
+        wanted: list[str],
+        found: dict,
+        send: Callable[[list[str]], None],
+    ) -> None:
         """After a 402, buy as many of the unsent items as the budget left still pays for.
 
         The refused chunk was bigger than what remains; smaller requests use up the budget
@@ -195,9 +229,11 @@ class CachedTeacher:
             remaining = self.budget_remaining or 0
 
     def _cap_message(self, needed: int) -> str:
-        return (f"--max-queries {self.max_queries} reached: {self._reserved} sent in this run, "
-                f"{needed} distinct items were needed by this call; everything sent is cached, "
-                f"rerun with a higher cap to continue")
+        return (
+            f"--max-queries {self.max_queries} reached: {self._reserved} sent in this run, "
+            f"{needed} distinct items were needed by this call; everything sent is cached, "
+            f"rerun with a higher cap to continue"
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -209,7 +245,7 @@ class CachedTeacher:
         self.cache.close()
         self.ledger.close()
 
-    def __enter__(self) -> CachedTeacher:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

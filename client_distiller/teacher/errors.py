@@ -11,8 +11,9 @@ class TeacherError(Exception):
         request_id: the vendor's request id, when it sent one.
     """
 
-    def __init__(self, message: str, *, status_code: int | None = None,
-                 request_id: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, request_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.request_id = request_id

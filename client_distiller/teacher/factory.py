@@ -18,8 +18,9 @@ class TeacherConfigError(TeacherError):
     """The options do not describe a usable teacher (no endpoint, both kinds, ...)."""
 
 
-def make_http_client(endpoint: str, api_key: str | None, *, timeout_s: float = 120.0
-                     ) -> httpx.Client:
+def make_http_client(
+    endpoint: str, api_key: str | None, *, timeout_s: float = 120.0
+) -> httpx.Client:
     """An ``httpx.Client`` for the vendor: base URL, bearer key, generous read timeout."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     return httpx.Client(
@@ -67,8 +68,8 @@ def open_teacher(
     else:
         if not api_key:
             raise TeacherConfigError("no API key: pass --api-key or set VL2V_API_KEY")
-        inner = RemoteTeacher(client=make_http_client(endpoint, api_key),
-                              concurrency=concurrency)
+        inner = RemoteTeacher(client=make_http_client(endpoint, api_key), concurrency=concurrency)
     cache_dir = Path(cache_dir)
-    return CachedTeacher(inner, QueryCache(cache_dir), BudgetLedger(cache_dir),
-                         max_queries=max_queries, stage=stage)
+    return CachedTeacher(
+        inner, QueryCache(cache_dir), BudgetLedger(cache_dir), max_queries=max_queries, stage=stage
+    )

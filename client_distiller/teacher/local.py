@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import threading
 from collections.abc import Sequence
@@ -11,31 +10,12 @@ import numpy as np
 from PIL import Image
 
 from client_distiller.teacher.base import BeforeChunk, ChunkResult, OnChunk, run_chunks
-from client_distiller.teacher.wire import IMAGES, TEXTS, encode_image
-from shared_schemas import ModelCard
+from client_distiller.teacher.wire import encode_image
+from model_io import state_dict_fingerprint
+from shared_schemas import IMAGES, TEXTS, ModelCard
 
 #: Items per forward pass; also what the card advertises as the request size.
 LOCAL_BATCH = 64
-
-
-def state_dict_fingerprint(model) -> str:
-    """sha256 over the model's state_dict in sorted key order: name, dtype, shape, raw bytes.
-
-    The same rule as the vendor's card, so a local copy of the vendor's weights has the vendor's
-    fingerprint and shares its cache entries.
-    """
-    import torch
-
-    h = hashlib.sha256()
-    state = model.state_dict()
-    for name in sorted(state):
-        t = state[name].detach().cpu().contiguous()
-        h.update(name.encode("utf-8"))
-        h.update(str(t.dtype).encode())
-        h.update(str(tuple(t.shape)).encode())
-        # Reinterpreted as bytes so every dtype (bfloat16 included) hashes the same way.
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 class LocalTeacher:
@@ -52,8 +32,9 @@ class LocalTeacher:
         device: torch device.
     """
 
-    def __init__(self, *, model: str = "vl2v-tiny", pretrained: str | None = None,
-                 device: str = "cpu") -> None:
+    def __init__(
+        self, *, model: str = "vl2v-tiny", pretrained: str | None = None, device: str = "cpu"
+    ) -> None:
         import open_clip
         import torch
 
@@ -100,9 +81,7 @@ class LocalTeacher:
         with torch.inference_mode():
             return int(self.model.encode_text(self.tokenizer(["x"]).to(self.device)).shape[1])
 
-    def embed_images(
-        self, images: Sequence[Image.Image], *, purpose: str = "images"
-    ) -> np.ndarray:
+    def embed_images(self, images: Sequence[Image.Image], *, purpose: str = "images") -> np.ndarray:
         """Embed images exactly as the vendor would receive them (resize + PNG round trip)."""
         payloads = [encode_image(im, self.card.image_size) for im in images]
         out = self.embed_payloads(IMAGES, payloads)
@@ -145,5 +124,6 @@ class LocalTeacher:
                 raise ValueError(f"unknown endpoint {endpoint!r}")
             z = torch.nn.functional.normalize(z.float(), dim=-1)
             self.queries_counted[endpoint] += len(items)
-        return ChunkResult(start=start, embeddings=z.cpu().numpy().astype(np.float32),
-                           charged=len(items))
+        return ChunkResult(
+            start=start, embeddings=z.cpu().numpy().astype(np.float32), charged=len(items)
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import random
 import time
@@ -20,8 +21,10 @@ from client_distiller.teacher.errors import (
     TeacherError,
     VendorError,
 )
-from client_distiller.teacher.wire import IMAGES, TEXTS, chunk_idempotency_key, encode_image
+from client_distiller.teacher.wire import chunk_idempotency_key, encode_image
 from shared_schemas import (
+    IMAGES,
+    TEXTS,
     EmbeddingResponse,
     ModelCard,
     ModelListResponse,
@@ -88,8 +91,7 @@ class RemoteTeacher:
                 match = [c for c in cards if c.id == self.model]
                 if not match:
                     raise VendorError(
-                        f"model {self.model!r} not offered; the vendor has "
-                        f"{[c.id for c in cards]}"
+                        f"model {self.model!r} not offered; the vendor has {[c.id for c in cards]}"
                     )
                 self._card = match[0]
         return self._card
@@ -101,9 +103,7 @@ class RemoteTeacher:
 
     # -- protocol ----------------------------------------------------------------------------
 
-    def embed_images(
-        self, images: Sequence[Image.Image], *, purpose: str = "images"
-    ) -> np.ndarray:
+    def embed_images(self, images: Sequence[Image.Image], *, purpose: str = "images") -> np.ndarray:
         """Resize, PNG-encode and embed images (uncached; see ``CachedTeacher``)."""
         size = self.card.image_size
         payloads = [encode_image(im, size) for im in images]
@@ -203,8 +203,7 @@ class RemoteTeacher:
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 if attempt >= self.max_retries:
                     raise VendorError(
-                        f"{method} {url}: {type(exc).__name__} after {attempt + 1} attempts: "
-                        f"{exc}"
+                        f"{method} {url}: {type(exc).__name__} after {attempt + 1} attempts: {exc}"
                     ) from exc
                 self._wait(attempt, None, f"{type(exc).__name__}")
                 attempt += 1
@@ -221,10 +220,9 @@ class RemoteTeacher:
         delay = min(self.max_backoff_s, self.backoff_s * (2**attempt))
         delay *= 0.5 + random.random() / 2  # jitter, so parallel chunks do not retry in lockstep
         if retry_after is not None:
-            try:
+            # an HTTP-date Retry-After does not parse: fall back to our own backoff
+            with contextlib.suppress(ValueError):
                 delay = max(delay, float(retry_after))
-            except ValueError:
-                pass  # an HTTP-date Retry-After: fall back to our own backoff
         log.info("teacher: %s, retrying in %.2fs (attempt %d)", why, delay, attempt + 1)
         self.sleep(delay)
 

@@ -12,10 +12,6 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-#: Endpoint names, as in ``shared_schemas.EMBEDDING_ENDPOINTS``.
-IMAGES = "images"
-TEXTS = "texts"
-
 
 def encode_image(image: Image.Image, size: int) -> bytes:
     """Resize an image to ``size`` x ``size`` RGB and encode it as PNG.

@@ -12,8 +12,9 @@ from demo_world.assets import DEMO_TEACHER_MODEL, create_demo_student
 from demo_world.models import register_open_clip_configs
 
 
-@pytest.mark.parametrize("cmd", ["build-teacher", "build-student", "benchmark", "evaluate",
-                                 "verify"])
+@pytest.mark.parametrize(
+    "cmd", ["build-teacher", "build-student", "benchmark", "evaluate", "verify"]
+)
 def test_every_subcommand_has_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])
@@ -23,8 +24,23 @@ def test_every_subcommand_has_help(cmd, capsys):
 
 def test_build_teacher_tiny(tmp_path, capsys):
     out = tmp_path / "t.pt"
-    assert main(["build-teacher", "--steps", "2", "--batch", "8", "--corpus", "24",
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "build-teacher",
+                "--steps",
+                "2",
+                "--batch",
+                "8",
+                "--corpus",
+                "24",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "sha256=" in capsys.readouterr().out
     sd = torch.load(out, weights_only=True)
     assert all(v.dtype == torch.float16 for v in sd.values() if v.is_floating_point())
@@ -40,8 +56,23 @@ def test_build_teacher_tiny(tmp_path, capsys):
 
 def test_build_student_tiny(tmp_path):
     out = tmp_path / "s.pth"
-    assert main(["build-student", "--steps", "2", "--batch", "8", "--images", "24",
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "build-student",
+                "--steps",
+                "2",
+                "--batch",
+                "8",
+                "--images",
+                "24",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     sd = torch.load(out, weights_only=True)
     feats = create_demo_student(num_classes=0, path=out)
     assert not any(k.startswith("classifier") for k in feats.state_dict())

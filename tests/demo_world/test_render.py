@@ -46,7 +46,7 @@ def test_corpus_is_deterministic_with_varied_captions():
     assert np.array_equal(x1, x2) and np.array_equal(y1, y2) and c1 == c2
     assert not np.array_equal(x1, x3)
     classes, styles = list(CLASSES), list(STYLES)
-    for cap, y in zip(c1, y1):
+    for cap, y in zip(c1, y1, strict=False):
         assert classes[y] in cap
     assert len(set(c1)) > 20  # templates, styles and colour words vary
     assert len({styles[s] for s in s1}) >= 6
@@ -67,8 +67,12 @@ def _nearest_centroid_accuracy(style: str) -> float:
     xte, yte, _ = benchmark.load_arrays(10, styles=(style,), start=20)
 
     def feat(x):  # 16x16 box-downsampled pixels
-        return np.stack([np.asarray(Image.fromarray(i).resize((16, 16), Image.BOX),
-                                    np.float32).ravel() / 255 for i in x])
+        return np.stack(
+            [
+                np.asarray(Image.fromarray(i).resize((16, 16), Image.BOX), np.float32).ravel() / 255
+                for i in x
+            ]
+        )
 
     ftr, fte = feat(xtr), feat(xte)
     cent = np.stack([ftr[ytr == c].mean(0) for c in range(len(BENCHMARK_CLASSES))])
@@ -95,9 +99,13 @@ def test_ensure_demo_benchmark_writes_domainbed_layout(tmp_path, monkeypatch):
         assert sorted(p.name for p in (root / s).iterdir()) == sorted(BENCHMARK_CLASSES)
         for c in BENCHMARK_CLASSES:
             assert sorted(p.name for p in (root / s / c).iterdir()) == [
-                "0000.png", "0001.png", "0002.png"]
+                "0000.png",
+                "0001.png",
+                "0002.png",
+            ]
     assert (root / "painting" / "fish" / "0002.png").read_bytes() == benchmark.png_bytes(
-        "painting", "fish", 2)
+        "painting", "fish", 2
+    )
     manifest = json.loads((root / "DATASET.json").read_text())
     assert manifest["seed"] == benchmark.BENCHMARK_SEED
     assert manifest["images_per_class_per_style"] == 3

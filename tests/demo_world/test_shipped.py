@@ -33,7 +33,8 @@ TOLERANCE = 3 / 70
 def teacher():
     register_open_clip_configs()
     model, _, _ = open_clip.create_model_and_transforms(
-        DEMO_TEACHER_MODEL, pretrained=str(demo_teacher_checkpoint()))
+        DEMO_TEACHER_MODEL, pretrained=str(demo_teacher_checkpoint())
+    )
     return model
 
 

@@ -15,7 +15,7 @@ def write_tiny_domainbed(root: Path, *, per_class: int = 5, size: int = 32, seed
     """Write ``root/<domain>/<class>/<n>.png`` and return ``root``."""
     rng = np.random.default_rng(seed)
     for d, domain in enumerate(DOMAINS):
-        for c, cls in enumerate(CLASSES):
+        for _c, cls in enumerate(CLASSES):
             folder = root / domain / cls
             folder.mkdir(parents=True, exist_ok=True)
             for n in range(per_class):
@@ -31,8 +31,12 @@ def write_tiny_domainbed(root: Path, *, per_class: int = 5, size: int = 32, seed
                 elif cls == "square":
                     draw.rectangle(box, fill=fill, outline=colour, width=2)
                 else:
-                    draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill,
-                                 outline=colour, width=2)
+                    draw.polygon(
+                        [(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)],
+                        fill=fill,
+                        outline=colour,
+                        width=2,
+                    )
                 if domain == "noisy":
                     arr = np.asarray(img, dtype=np.int16) + rng.integers(-40, 40, (size, size, 3))
                     img = Image.fromarray(arr.clip(0, 255).astype(np.uint8))

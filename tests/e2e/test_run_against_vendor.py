@@ -27,10 +27,32 @@ pytestmark = pytest.mark.slow
 
 
 def _run_args(data: Path, vendor, key: str, cache: Path, out: Path, *extra: str) -> list[str]:
-    return ["run", "--data", str(data), "--target-domain", "flat",
-            "--endpoint", vendor.base_url, "--api-key", key, "--cache-dir", str(cache),
-            "--student", "test_resnet", "--student-size", "32", "--no-pretrained",
-            "--batch-size", "4", "--out", str(out), "--no-progress", "--threads", "1", *extra]
+    return [
+        "run",
+        "--data",
+        str(data),
+        "--target-domain",
+        "flat",
+        "--endpoint",
+        vendor.base_url,
+        "--api-key",
+        key,
+        "--cache-dir",
+        str(cache),
+        "--student",
+        "test_resnet",
+        "--student-size",
+        "32",
+        "--no-pretrained",
+        "--batch-size",
+        "4",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def _records(out: Path) -> list[dict]:
@@ -54,8 +76,21 @@ def test_run_then_rerun_spends_zero_queries(world, tmp_path, capsys):
     data, vendor = world
     key = vendor.create_key(10_000)
     cache, out = tmp_path / "cache", tmp_path / "out"
-    args = _run_args(data, vendor, key, cache, out, "--algorithms", "erm,kd,adip,zeroshot",
-                     "--views", "2", "--steps", "4", "--align-steps", "4")
+    args = _run_args(
+        data,
+        vendor,
+        key,
+        cache,
+        out,
+        "--algorithms",
+        "erm,kd,adip,zeroshot",
+        "--views",
+        "2",
+        "--steps",
+        "4",
+        "--align-steps",
+        "4",
+    )
     assert main(args) == 0
     first = capsys.readouterr().out
 
@@ -101,18 +136,41 @@ def test_sigkilled_run_resumes_without_paying_twice(world, tmp_path):
     data, vendor = world
     key = vendor.create_key(10_000)
     cache, out = tmp_path / "cache", tmp_path / "out"
-    args = _run_args(data, vendor, key, cache, out, "--algorithms", "adip", "--views", "1",
-                     "--steps", "100", "--align-steps", "5", "--checkpoint-every", "5")
+    args = _run_args(
+        data,
+        vendor,
+        key,
+        cache,
+        out,
+        "--algorithms",
+        "adip",
+        "--views",
+        "1",
+        "--steps",
+        "100",
+        "--align-steps",
+        "5",
+        "--checkpoint-every",
+        "5",
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "client_distiller.cli", *args],
-                            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "client_distiller.cli", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         resume = None
         while time.monotonic() < deadline and resume is None:
-            found = [p for p in out.glob("checkpoints/*/*/resume.pt")
-                     if (p.parent / "align.pt").is_file()]
+            found = [
+                p
+                for p in out.glob("checkpoints/*/*/resume.pt")
+                if (p.parent / "align.pt").is_file()
+            ]
             resume = found[0] if found else None
             time.sleep(0.05)
         assert resume is not None, "distill never wrote a resume checkpoint"

@@ -19,13 +19,37 @@ from .synthetic import write_tiny_domainbed
 def test_seeds_give_different_sd_students(tmp_path):
     data = write_tiny_domainbed(tmp_path / "data", per_class=4)
     out = tmp_path / "out"
-    args = ["run", "--data", str(data), "--target-domain", "flat", "--local-teacher", "vl2v-tiny",
-            "--cache-dir", str(tmp_path / "cache"), "--algorithms", "sd", "--seeds", "0,1",
-            "--views", "2", "--steps", "3", "--batch-size", "2", "--out", str(out),
-            "--no-progress", "--threads", "1"]
+    args = [
+        "run",
+        "--data",
+        str(data),
+        "--target-domain",
+        "flat",
+        "--local-teacher",
+        "vl2v-tiny",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--algorithms",
+        "sd",
+        "--seeds",
+        "0,1",
+        "--views",
+        "2",
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     assert main(args) == 0
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [(r["seed"], r["loop"]["seed"]) for r in records] == [(0, 0), (1, 1)]
-    weights = [torch.load(r["checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
-               for r in records]
+    weights = [
+        torch.load(r["checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+        for r in records
+    ]
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -9,6 +9,7 @@ The server runs in its own process group so ``stop``/``kill`` reach the uvicorn 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -128,10 +129,8 @@ class VendorProcess:
 
     def _signal_group(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM (graceful) and wait; SIGKILL if it does not exit in time."""
@@ -164,10 +163,8 @@ class VendorProcess:
             except ProcessLookupError:
                 return
             time.sleep(0.1)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def restart(self) -> VendorProcess:
         """Stop (if running) and start again on the same port and data dir."""

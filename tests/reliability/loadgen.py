@@ -436,7 +436,7 @@ def _assert_usage_matches(vendor: VendorProcess, key: str, rows: list[dict], db_
         for e in entries
     ]
     assert [g[:5] for g in got] == [e[:5] for e in expected]
-    for g, e in zip(got, expected):  # same instant, whatever the ISO spelling of UTC
+    for g, e in zip(got, expected, strict=False):  # same instant, whatever the ISO spelling of UTC
         assert _ts(g[5]) == _ts(e[5])
     totals: dict[str, int] = defaultdict(int)
     for r in rows:

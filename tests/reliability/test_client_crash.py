@@ -78,8 +78,6 @@ def _used(vendor: VendorProcess, key: str) -> int:
     return resp.json()["budget"]["used"]
 
 
-
-
 def _kill_group(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)

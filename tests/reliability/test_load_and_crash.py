@@ -60,7 +60,7 @@ def test_sigkill_during_load_loses_and_doubles_nothing(
     # Half a budget per restart keeps charges flowing after each restart (so the next kill
     # finds some in flight); one tiny key that is never topped up runs out early, so 402s
     # are part of every run whatever the machine's speed.
-    topups = {k: level.budget // 2 for k in keys}
+    topups = dict.fromkeys(keys, level.budget // 2)
     keys.append(new_key(rel_vendor, 10, f"crash-{level.name}-tiny")[0])
     runner = LoadRunner(
         rel_vendor,

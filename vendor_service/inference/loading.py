@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any
 
 import torch
 
+from model_io import state_dict_fingerprint
 from vendor_service.settings import ModelSettings
 
 BUILD_TEACHER_COMMAND = "python -m demo_world build-teacher"
@@ -37,20 +37,6 @@ class LoadedModel:
     image_std: list[float]
     context_length: int
     logit_scale: float
-
-
-def fingerprint_state_dict(model: torch.nn.Module) -> str:
-    """sha256 over the state_dict in sorted key order: name, dtype, shape, raw bytes."""
-    digest = hashlib.sha256()
-    state = model.state_dict()
-    for name in sorted(state):
-        tensor = state[name].detach().cpu().contiguous()
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        # view as bytes so every dtype (bf16 included) hashes without numpy conversion
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def resolve_pretrained(settings: ModelSettings) -> str | None:
@@ -137,7 +123,7 @@ def load_model(settings: ModelSettings) -> LoadedModel:
         model=model,
         preprocess=preprocess,
         tokenizer=tokenizer,
-        fingerprint=fingerprint_state_dict(model),
+        fingerprint=state_dict_fingerprint(model),
         embed_dim=embed_dim,
         image_size=image_size,
         image_mean=[float(x) for x in mean],

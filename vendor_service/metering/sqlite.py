@@ -7,6 +7,7 @@ failing. Each thread has its own connection because routes call in from a thread
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import sqlite3
 import threading
@@ -136,10 +137,9 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             for conn in self._all:
-                try:
+                # closed from another thread already: nothing to do
+                with contextlib.suppress(sqlite3.ProgrammingError):
                     conn.close()
-                except sqlite3.ProgrammingError:  # closed from another thread already
-                    pass
             self._all.clear()
         self._local = threading.local()
 

@@ -28,32 +28,87 @@ def test_user_errors_are_one_line(tiny_dataset: Path, tmp_path: Path, capsys, mo
     for var in ("VL2V_ENDPOINT", "VL2V_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     cache = ["--cache-dir", str(tmp_path / "c")]
-    code, err = _err(["fetch", "--data", str(tmp_path / "missing"), "--target-domain", "x",
-                      "--local-teacher", "vl2v-tiny", *cache], capsys)
+    code, err = _err(
+        [
+            "fetch",
+            "--data",
+            str(tmp_path / "missing"),
+            "--target-domain",
+            "x",
+            "--local-teacher",
+            "vl2v-tiny",
+            *cache,
+        ],
+        capsys,
+    )
     assert code == 1 and "no such folder" in err
-    code, err = _err(["estimate", "--data", str(tiny_dataset), "--target-domain", "art",
-                      "--local-teacher", "vl2v-tiny", *cache], capsys)
+    code, err = _err(
+        [
+            "estimate",
+            "--data",
+            str(tiny_dataset),
+            "--target-domain",
+            "art",
+            "--local-teacher",
+            "vl2v-tiny",
+            *cache,
+        ],
+        capsys,
+    )
     assert code == 1 and "'art' is not a domain" in err and "cartoon, photo, sketch" in err
     code, err = _err(["estimate", "--data", str(tiny_dataset), *cache], capsys)
     assert code == 1 and "--target-domain is required" in err
-    code, err = _err(["fetch", "--data", str(tiny_dataset), "--target-domain", "sketch", *cache],
-                     capsys)
+    code, err = _err(
+        ["fetch", "--data", str(tiny_dataset), "--target-domain", "sketch", *cache], capsys
+    )
     assert code == 1 and "no teacher" in err
-    code, err = _err(["fetch", "--data", str(tiny_dataset), "--target-domain", "sketch",
-                      "--endpoint", "http://127.0.0.1:9", *cache], capsys)
+    code, err = _err(
+        [
+            "fetch",
+            "--data",
+            str(tiny_dataset),
+            "--target-domain",
+            "sketch",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            *cache,
+        ],
+        capsys,
+    )
     assert code == 1 and "no API key" in err
-    code, err = _err(["fetch", "--data", str(tiny_dataset), "--target-domain", "sketch",
-                      "--local-teacher", "vl2v-tiny", "--prompts", "no placeholder", *cache],
-                     capsys)
+    code, err = _err(
+        [
+            "fetch",
+            "--data",
+            str(tiny_dataset),
+            "--target-domain",
+            "sketch",
+            "--local-teacher",
+            "vl2v-tiny",
+            "--prompts",
+            "no placeholder",
+            *cache,
+        ],
+        capsys,
+    )
     assert code == 1 and "must contain exactly one '{}'" in err
     code, err = _err(["report", "--cache-dir", str(tmp_path / "empty")], capsys)
     assert code == 1 and "no spend recorded" in err
 
 
-def test_local_teacher_estimate_fetch_report(tiny_dataset: Path, tmp_path: Path,
-                                             capsys) -> None:
-    args = ["--data", str(tiny_dataset), "--target-domain", "photo", "--views", "2",
-            "--local-teacher", "vl2v-tiny", "--cache-dir", str(tmp_path / "c")]
+def test_local_teacher_estimate_fetch_report(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    args = [
+        "--data",
+        str(tiny_dataset),
+        "--target-domain",
+        "photo",
+        "--views",
+        "2",
+        "--local-teacher",
+        "vl2v-tiny",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
     assert main(["estimate", *args]) == 0
     assert "image queries to send: 54, text queries to send: 3" in capsys.readouterr().out
     assert main(["fetch", *args, "--no-progress"]) == 0
@@ -66,8 +121,9 @@ def test_local_teacher_estimate_fetch_report(tiny_dataset: Path, tmp_path: Path,
     assert "train-views" in out and "class-texts" in out and plot.stat().st_size > 1000
 
 
-def test_data_demo_resolves_through_demo_world(tiny_dataset: Path, tmp_path: Path, capsys,
-                                               monkeypatch) -> None:
+def test_data_demo_resolves_through_demo_world(
+    tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
     # Generating the real demo benchmark takes ~20 s here (the demo-world tests cover it); this
     # checks only that `--data demo` goes through demo_world.assets.ensure_demo_benchmark.
     assets = pytest.importorskip("demo_world.assets")
@@ -78,7 +134,21 @@ def test_data_demo_resolves_through_demo_world(tiny_dataset: Path, tmp_path: Pat
         return tiny_dataset
 
     monkeypatch.setattr(assets, "ensure_demo_benchmark", fake_ensure)
-    assert main(["estimate", "--data", "demo", "--target-domain", "photo",
-                 "--local-teacher", "vl2v-tiny", "--cache-dir", str(tmp_path / "c")]) == 0
+    assert (
+        main(
+            [
+                "estimate",
+                "--data",
+                "demo",
+                "--target-domain",
+                "photo",
+                "--local-teacher",
+                "vl2v-tiny",
+                "--cache-dir",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 0
+    )
     assert calls == [None]
     assert f"data: {tiny_dataset}" in capsys.readouterr().out

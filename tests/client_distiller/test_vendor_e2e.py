@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from client_distiller.cli import main
-from tests.client.conftest import make_dataset
+from tests.client_distiller.conftest import make_dataset
 from tests.helpers.plan_items import cached_count, distinct_items
 from tests.helpers.vendor_process import VendorProcess, start_vendor
 
@@ -43,10 +43,19 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _args(vendor: VendorProcess, key: str, data: Path, cache: Path, *extra: str) -> list[str]:
-    return ["--data", str(data), "--target-domain", "sketch", "--endpoint", vendor.base_url,
-            "--api-key", key, "--cache-dir", str(cache), *extra]
-
-
+    return [
+        "--data",
+        str(data),
+        "--target-domain",
+        "sketch",
+        "--endpoint",
+        vendor.base_url,
+        "--api-key",
+        key,
+        "--cache-dir",
+        str(cache),
+        *extra,
+    ]
 
 
 def _ledger_sum(cache: Path, column: str, run: str | None = None) -> int:
@@ -57,8 +66,9 @@ def _ledger_sum(cache: Path, column: str, run: str | None = None) -> int:
     try:
         if run is None:
             return int(db.execute(f"SELECT COALESCE(SUM({column}),0) FROM events").fetchone()[0])
-        rows = db.execute(f"SELECT run_id, SUM({column}) FROM events GROUP BY run_id"
-                          " ORDER BY MIN(id)").fetchall()
+        rows = db.execute(
+            f"SELECT run_id, SUM({column}) FROM events GROUP BY run_id ORDER BY MIN(id)"
+        ).fetchall()
         return int(rows[-1][1]) if run == "last" else int(rows[0][1])
     except sqlite3.OperationalError:  # table not created yet
         return 0
@@ -132,8 +142,10 @@ def test_killed_fetch_resumes_without_paying_twice(vendor, data, tmp_path) -> No
     charged_before = vendor.usage(key)["budget"]["used"]
     assert 0 < cached_before < len(distinct)  # killed halfway, kept what it stored
 
-    assert main(["fetch", *_args(vendor, key, data, cache, "--views", str(views),
-                                 "--no-progress")]) == 0
+    assert (
+        main(["fetch", *_args(vendor, key, data, cache, "--views", str(views), "--no-progress")])
+        == 0
+    )
     usage = vendor.usage(key)
     assert usage["budget"]["used"] == len(distinct)  # each distinct item paid exactly once
     assert cached_count(cache, distinct) == len(distinct)
@@ -143,24 +155,30 @@ def test_killed_fetch_resumes_without_paying_twice(vendor, data, tmp_path) -> No
     assert max(keys.values()) == 1  # no chunk charged twice
     # Chunks charged before the kill but never stored were resent and replayed for free.
     assert _ledger_sum(cache, "charged", "last") == len(distinct) - charged_before
-    print(f"\nKILL-RESUME items={len(distinct)} cached_at_kill={cached_before} "
-          f"charged_at_kill={charged_before} rerun_sent={_ledger_sum(cache, 'sent', 'last')} "
-          f"rerun_charged={_ledger_sum(cache, 'charged', 'last')} "
-          f"rerun_cache_hits={_ledger_sum(cache, 'cache_hits', 'last')} "
-          f"charged_total={usage['budget']['used']}")
+    print(
+        f"\nKILL-RESUME items={len(distinct)} cached_at_kill={cached_before} "
+        f"charged_at_kill={charged_before} rerun_sent={_ledger_sum(cache, 'sent', 'last')} "
+        f"rerun_charged={_ledger_sum(cache, 'charged', 'last')} "
+        f"rerun_cache_hits={_ledger_sum(cache, 'cache_hits', 'last')} "
+        f"charged_total={usage['budget']['used']}"
+    )
 
 
 def test_max_queries_is_never_exceeded(vendor, data, tmp_path, capsys) -> None:
     key = vendor.create_key(1000)
     cache = tmp_path / "cache"
     distinct = distinct_items(vendor.base_url, data, "sketch", 2)
-    assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2",
-                                 "--max-queries", "20")]) == 4
+    assert (
+        main(["fetch", *_args(vendor, key, data, cache, "--views", "2", "--max-queries", "20")])
+        == 4
+    )
     assert "--max-queries 20 reached" in capsys.readouterr().err
     assert vendor.usage(key)["budget"]["used"] == 20 == cached_count(cache, distinct)
     # A second capped run buys the next 20, not the same ones again.
-    assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2",
-                                 "--max-queries", "20")]) == 4
+    assert (
+        main(["fetch", *_args(vendor, key, data, cache, "--views", "2", "--max-queries", "20")])
+        == 4
+    )
     assert vendor.usage(key)["budget"]["used"] == 40 == cached_count(cache, distinct)
     assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2")]) == 0
     assert vendor.usage(key)["budget"]["used"] == len(distinct)
@@ -177,8 +195,12 @@ def test_budget_smaller_than_plan_stops_cleanly(vendor, data, tmp_path, capsys) 
     assert used == 30  # after the 402, smaller requests spend the budget left exactly
     assert cached_count(cache, distinct) == used  # everything paid for is cached
     key_id = vendor.usage(key)["key_id"]
-    httpx.post(f"{vendor.base_url}/v1/admin/keys/{key_id}/topup", json={"queries": 1000},
-               headers=vendor.admin_headers(), timeout=10).raise_for_status()
+    httpx.post(
+        f"{vendor.base_url}/v1/admin/keys/{key_id}/topup",
+        json={"queries": 1000},
+        headers=vendor.admin_headers(),
+        timeout=10,
+    ).raise_for_status()
     assert main(["fetch", *_args(vendor, key, data, cache, "--views", "2")]) == 0
     assert vendor.usage(key)["budget"]["used"] == len(distinct)
 
@@ -203,8 +225,7 @@ def test_local_teacher_matches_the_vendor_bit_for_bit(vendor, tmp_path) -> None:
     local = LocalTeacher(model=vendor.model)
     assert remote.card.fingerprint == local.card.fingerprint
     rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8))
-              for _ in range(3)]
+    images = [Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)) for _ in range(3)]
     assert np.array_equal(remote.embed_images(images), local.embed_images(images))
     texts = ["a photo of a fish", "a sketch of a tree"]
     assert np.array_equal(remote.embed_texts(texts), local.embed_texts(texts))

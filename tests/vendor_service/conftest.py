@@ -79,7 +79,7 @@ def make_api(tmp_path: Path, tiny_model: LoadedModel) -> Iterator[Callable[..., 
         with TestClient(app) as client:
             yield Api(client, app)
 
-    yield make
+    return make
 
 
 @pytest.fixture

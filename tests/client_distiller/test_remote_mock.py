@@ -53,8 +53,11 @@ class Vendor:
         return self.script(len(self.requests) - 1, request)
 
     def teacher(self, sleeps: list[float], **kw) -> RemoteTeacher:
-        client = httpx.Client(transport=httpx.MockTransport(self), base_url="http://vendor",
-                              headers={"Authorization": "Bearer k"})
+        client = httpx.Client(
+            transport=httpx.MockTransport(self),
+            base_url="http://vendor",
+            headers={"Authorization": "Bearer k"},
+        )
         return RemoteTeacher(client=client, sleep=sleeps.append, concurrency=1, **kw)
 
 
@@ -66,8 +69,11 @@ def _n_items(request: httpx.Request) -> int:
 def test_429_with_retry_after_is_waited_out_with_the_same_key() -> None:
     def script(k: int, req: httpx.Request) -> httpx.Response:
         if k < 2:
-            return httpx.Response(429, headers={"Retry-After": "7"},
-                                  json={"error": {"code": "rate_limited", "message": "slow"}})
+            return httpx.Response(
+                429,
+                headers={"Retry-After": "7"},
+                json={"error": {"code": "rate_limited", "message": "slow"}},
+            )
         return httpx.Response(200, json=_embedding_response(_n_items(req)))
 
     vendor, sleeps = Vendor(script), []
@@ -81,8 +87,10 @@ def test_429_with_retry_after_is_waited_out_with_the_same_key() -> None:
 
 
 def test_idempotency_key_depends_on_chunk_bytes_only() -> None:
-    vendor, sleeps = Vendor(lambda k, r: httpx.Response(200, json=_embedding_response(
-        _n_items(r)))), []
+    vendor, sleeps = (
+        Vendor(lambda k, r: httpx.Response(200, json=_embedding_response(_n_items(r)))),
+        [],
+    )
     t = vendor.teacher(sleeps)
     t.embed_texts(["a", "b", "c", "d"])  # chunks of 3: [a b c] [d]
     t.embed_texts(["a", "b", "c"])
@@ -92,17 +100,30 @@ def test_idempotency_key_depends_on_chunk_bytes_only() -> None:
 
 
 def test_401_raises_at_once() -> None:
-    vendor, sleeps = Vendor(lambda k, r: httpx.Response(
-        401, json={"error": {"code": "invalid_key", "message": "unknown key"}})), []
+    vendor, sleeps = (
+        Vendor(
+            lambda k, r: httpx.Response(
+                401, json={"error": {"code": "invalid_key", "message": "unknown key"}}
+            )
+        ),
+        [],
+    )
     with pytest.raises(AuthenticationError, match="unknown key"):
         vendor.teacher(sleeps).embed_texts(["a"])
     assert len(vendor.requests) == 1 and sleeps == []
 
 
 def test_402_raises_budget_exhausted_without_retry() -> None:
-    vendor, sleeps = Vendor(lambda k, r: httpx.Response(
-        402, headers={"X-Budget-Remaining": "1"},
-        json={"error": {"code": "budget_exceeded", "message": "needs 3; 1 remain"}})), []
+    vendor, sleeps = (
+        Vendor(
+            lambda k, r: httpx.Response(
+                402,
+                headers={"X-Budget-Remaining": "1"},
+                json={"error": {"code": "budget_exceeded", "message": "needs 3; 1 remain"}},
+            )
+        ),
+        [],
+    )
     with pytest.raises(BudgetExhausted, match="1 remain") as info:
         vendor.teacher(sleeps).embed_texts(["a", "b", "c"])
     assert info.value.status_code == 402 and info.value.remaining == 1
@@ -140,8 +161,10 @@ def test_results_keep_order_across_concurrent_chunks() -> None:
         texts = json.loads(req.content)["texts"]
         vecs = [np.full(DIM, float(t), dtype="<f4") for t in texts]
         body = _embedding_response(len(texts))
-        body["data"] = [{"index": i, "embedding": base64.b64encode(v.tobytes()).decode()}
-                        for i, v in enumerate(vecs)]
+        body["data"] = [
+            {"index": i, "embedding": base64.b64encode(v.tobytes()).decode()}
+            for i, v in enumerate(vecs)
+        ]
         return httpx.Response(200, json=body)
 
     vendor = Vendor(script)
@@ -165,8 +188,11 @@ def test_after_a_402_the_rest_of_the_budget_is_spent_without_paying_twice(tmp_pa
         texts = json.loads(req.content)["texts"]
         if k in stale or len(texts) > state["remaining"]:
             rem = stale.get(k, state["remaining"])
-            return httpx.Response(402, headers={"X-Budget-Remaining": str(rem)},
-                                  json={"error": {"code": "budget_exceeded", "message": "no"}})
+            return httpx.Response(
+                402,
+                headers={"X-Budget-Remaining": str(rem)},
+                json={"error": {"code": "budget_exceeded", "message": "no"}},
+            )
         state["remaining"] -= len(texts)
         state["charged"].update(texts)
         body = _embedding_response(len(texts))
@@ -175,9 +201,10 @@ def test_after_a_402_the_rest_of_the_budget_is_spent_without_paying_twice(tmp_pa
 
     card = {**CARD, "max_items_per_request": 4}
     vendor = Vendor(script)
-    vendor_card = lambda req: httpx.Response(200, json={"data": [card]})  # noqa: E731
+    vendor_card = lambda req: httpx.Response(200, json={"data": [card]})
     transport = httpx.MockTransport(
-        lambda r: vendor_card(r) if r.url.path == "/v1/models" else vendor(r))
+        lambda r: vendor_card(r) if r.url.path == "/v1/models" else vendor(r)
+    )
     client = httpx.Client(transport=transport, base_url="http://vendor")
     remote = RemoteTeacher(client=client, concurrency=1, sleep=lambda s: None)
     teacher = CachedTeacher(remote, QueryCache(tmp_path), BudgetLedger(tmp_path))

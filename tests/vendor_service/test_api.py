@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from model_io import state_dict_fingerprint as fingerprint_state_dict
 from shared_schemas import EmbeddingResponse, ModelListResponse, UsageResponse, decode_embedding
-from vendor_service.inference.loading import fingerprint_state_dict
 
 from .conftest import ADMIN, image_b64
 
@@ -484,7 +484,7 @@ def test_missing_demo_checkpoint_is_a_clear_error(monkeypatch, tmp_path):
 
     monkeypatch.setattr(demo_world.assets, "demo_teacher_checkpoint", lambda: tmp_path / "no.pt")
     with pytest.raises(ModelUnavailable, match="python -m demo_world build-teacher"):
-        resolve_pretrained(ModelSettings(name="vl2v-demo"))
+        resolve_pretrained(ModelSettings(name="vl2v-demo-v3"))
     assert resolve_pretrained(ModelSettings(name="vl2v-tiny")) is None
     assert resolve_pretrained(ModelSettings(name="ViT-B-32", pretrained="openai")) == "openai"
 

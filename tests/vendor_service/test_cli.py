@@ -74,7 +74,7 @@ def test_serve_without_demo_checkpoint_names_the_build_command(tmp_path, monkeyp
 
     monkeypatch.setenv("VENDOR_ADMIN_TOKEN", "secret-admin")
     monkeypatch.setattr(demo_world.assets, "demo_teacher_checkpoint", lambda: tmp_path / "no.pt")
-    assert main(["serve", "--model", "vl2v-demo", "--data-dir", str(tmp_path)]) == 2
+    assert main(["serve", "--model", "vl2v-demo-v3", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "python -m demo_world build-teacher" in err and "secret-admin" not in err
 

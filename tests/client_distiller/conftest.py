@@ -26,8 +26,10 @@ def make_dataset(root: Path, *, per_class: int = 4, size: int = 24, seed: int = 
                 x0, y0 = (int(v) for v in rng.integers(0, size // 2, 2))
                 fill = tuple(int(x) for x in rng.integers(0, 256, 3))
                 [draw.ellipse, draw.rectangle, draw.pieslice][c](
-                    (x0, y0, x0 + size // 2, y0 + size // 2), fill=fill,
-                    **({"start": 0, "end": 270} if c == 2 else {}))
+                    (x0, y0, x0 + size // 2, y0 + size // 2),
+                    fill=fill,
+                    **({"start": 0, "end": 270} if c == 2 else {}),
+                )
                 img.save(folder / f"{i:03d}.png")
     return root
 

@@ -19,7 +19,7 @@ from client_distiller.data import (
     load_image,
     make_splits,
 )
-from tests.client.conftest import CLASSES, DOMAINS, make_dataset
+from tests.client_distiller.conftest import CLASSES, DOMAINS, make_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,13 +46,27 @@ def _write_mixed(folder: Path) -> dict[str, str]:
     frames = [Image.fromarray(rgb).convert("P"), Image.fromarray(255 - rgb).convert("P")]
     frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:])
     Image.fromarray(rgb[..., 0]).save(folder / "gray.jpg", quality=90)
-    Image.fromarray((rgb[..., 1].astype(np.uint16) * 257)).save(folder / "deep16.png")
+    Image.fromarray(rgb[..., 1].astype(np.uint16) * 257).save(folder / "deep16.png")
     Image.fromarray(rgb).save(folder / "plain.bmp")
     Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg")
     Image.fromarray(rgb).save(folder / "plain.tiff")
-    expect.update({n: "ok" for n in ["rgba.png", "palette.png", "palette_transparent.png",
-                                    "palette.gif", "animated.gif", "gray.jpg", "deep16.png",
-                                    "plain.bmp", "cmyk.jpg", "plain.tiff"]})
+    expect.update(
+        dict.fromkeys(
+            [
+                "rgba.png",
+                "palette.png",
+                "palette_transparent.png",
+                "palette.gif",
+                "animated.gif",
+                "gray.jpg",
+                "deep16.png",
+                "plain.bmp",
+                "cmyk.jpg",
+                "plain.tiff",
+            ],
+            "ok",
+        )
+    )
     if features.check("webp"):
         Image.fromarray(rgb).save(folder / "plain.webp", lossless=True)
         expect["plain.webp"] = "ok"
@@ -112,7 +126,7 @@ def test_splits_are_seeded_disjoint_and_target_independent(tiny_dataset: Path) -
     assert ds.domains == list(DOMAINS) and ds.classes == list(CLASSES)
     s = make_splits(ds, "sketch")
     assert s.source_domains == ["cartoon", "photo"]
-    ids = lambda xs: [x.id for x in xs]  # noqa: E731
+    ids = lambda xs: [x.id for x in xs]
     assert {x.domain for x in s.train} == {"cartoon", "photo"}
     assert {x.domain for x in s.test + s.target_out} == {"sketch"}
     # 12 images per domain: int(12 * 0.2) = 2 out, 10 in.
@@ -121,8 +135,9 @@ def test_splits_are_seeded_disjoint_and_target_independent(tiny_dataset: Path) -
     assert set(ids(s.test)) | set(ids(s.target_out)) == {x.id for x in ds.domain_samples("sketch")}
     # A domain is split the same way whichever domain is the target.
     other = make_splits(ds, "photo")
-    assert [x.id for x in other.train if x.domain == "cartoon"] == \
-        [x.id for x in s.train if x.domain == "cartoon"]
+    assert [x.id for x in other.train if x.domain == "cartoon"] == [
+        x.id for x in s.train if x.domain == "cartoon"
+    ]
     assert ids(other.test) == [x.id for x in s.train if x.domain == "photo"]
     # The split seed changes the split.
     changed = make_splits(ds, "sketch", split_seed=1)
@@ -162,8 +177,14 @@ def test_view_bank_is_deterministic(tiny_dataset: Path) -> None:
     for smp in ds.samples[:6]:
         for v in bank.views(smp):
             h.update(v.tobytes())
-    out = subprocess.run([sys.executable, "-c", VIEW_SCRIPT, str(tiny_dataset)], cwd=REPO,
-                         capture_output=True, text=True, check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", VIEW_SCRIPT, str(tiny_dataset)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     assert out.stdout.strip() == h.hexdigest()
     with pytest.raises(IndexError):
         bank.view(s, 4)

@@ -26,8 +26,12 @@ def tiny_context(*, with_teacher: bool = False) -> BuildContext:
         torch.manual_seed(0)
         clip = open_clip.create_model("vl2v-tiny", pretrained=None)
         visual = clip.visual.eval()
-        spec = {"name": "vl2v-tiny", "image_size": 32, "mean": [0.48, 0.46, 0.41],
-                "std": [0.27, 0.26, 0.28]}
+        spec = {
+            "name": "vl2v-tiny",
+            "image_size": 32,
+            "mean": [0.48, 0.46, 0.41],
+            "std": [0.27, 0.26, 0.28],
+        }
     return BuildContext(
         classes=CLASSES,
         class_text=text,

@@ -49,7 +49,7 @@ def test_kd_loss_matches_hand_computed_value():
     # softened: p_s = softmax(s / 2), p_t = softmax(t / 2)
     ps = [math.exp(0.5) / (math.exp(0.5) + 1), 1 / (math.exp(0.5) + 1)]
     pt = [1 / (1 + math.e), math.e / (1 + math.e)]
-    kl = sum(p * math.log(p / q) for p, q in zip(pt, ps))  # KL(p_t || p_s)
+    kl = sum(p * math.log(p / q) for p, q in zip(pt, ps, strict=False))  # KL(p_t || p_s)
     expected = ce + alpha * temp**2 * kl
     assert kd_loss(s, y, t, temperature=temp, alpha=alpha).item() == pytest.approx(expected, 1e-6)
 

@@ -77,7 +77,7 @@ def test_align_leaves_backbone_bit_identical_and_distill_leaves_projection(tmp_p
 
 def test_distill_without_align_checkpoint_fails_clearly(tmp_path):
     algo = ADiP.build(tiny_context())
-    with pytest.raises(FileNotFoundError, match="align.pt"):
+    with pytest.raises(FileNotFoundError, match=r"align\.pt"):
         algo.begin_stage("distill", workdir=tmp_path, train_x=None)
 
 

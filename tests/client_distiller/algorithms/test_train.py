@@ -21,8 +21,9 @@ def _build(name: str = "adip"):
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
-    cfg = TrainConfig(steps=6, align_steps=4, batch_size=4, checkpoint_every=2, eval_every=3,
-                      progress=False)
+    cfg = TrainConfig(
+        steps=6, align_steps=4, batch_size=4, checkpoint_every=2, eval_every=3, progress=False
+    )
     data = synthetic_pairs()
     reference = _build()
     train(reference, data, cfg, tmp_path / "ref", eval_fn=lambda a: 0.5)
