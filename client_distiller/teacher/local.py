@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import threading
 from collections.abc import Sequence
 
@@ -11,7 +12,7 @@ from PIL import Image
 
 from client_distiller.teacher.base import BeforeChunk, ChunkResult, OnChunk, run_chunks
 from client_distiller.teacher.wire import encode_image
-from model_io import state_dict_fingerprint
+from model_io import TINY_MODEL, load_open_clip
 from shared_schemas import IMAGES, TEXTS, ModelCard
 
 #: Items per forward pass; also what the card advertises as the request size.
@@ -26,60 +27,37 @@ class LocalTeacher:
     calls would have cost at the vendor.
 
     Args:
-        model: open_clip architecture (project configs are registered first).
+        model: open_clip architecture (built-in ``vl2v-tiny``, open_clip's own, or one in
+            ``config_dirs``).
         pretrained: open_clip pretrained tag or checkpoint path; None = random weights, seeded
             with 0 so the fingerprint (and thus the cache) is stable across runs.
+        config_dirs: folders of open_clip model configs for custom architectures.
         device: torch device.
     """
 
     def __init__(
-        self, *, model: str = "vl2v-tiny", pretrained: str | None = None, device: str = "cpu"
+        self,
+        *,
+        model: str = TINY_MODEL,
+        pretrained: str | None = None,
+        config_dirs: Sequence[str | os.PathLike[str]] = (),
+        device: str = "cpu",
     ) -> None:
-        import open_clip
-        import torch
-
-        from demo_world.models import register_open_clip_configs
-
-        register_open_clip_configs()
-        torch.set_flush_denormal(True)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            net, _, preprocess = open_clip.create_model_and_transforms(
-                model, pretrained=pretrained, device=device
-            )
-        net.eval().requires_grad_(False)
-        self.model = net
-        self.preprocess = preprocess
-        self.tokenizer = open_clip.get_tokenizer(model)
+        # The vendor's loader and card facts, so the two sides describe the same weights alike.
+        loaded = load_open_clip(
+            model, pretrained=pretrained, config_dirs=config_dirs, device=device
+        )
+        self.model = loaded.model
+        self.preprocess = loaded.preprocess
+        self.tokenizer = loaded.tokenizer
         self.device = device
         self.queries_counted = {IMAGES: 0, TEXTS: 0}
         self._lock = threading.Lock()
-        cfg = getattr(net.visual, "preprocess_cfg", {}) or {}
-        size = net.visual.image_size
-        size = size[0] if isinstance(size, (tuple, list)) else int(size)
-        self.card = ModelCard(
-            id=model,
-            pretrained=None if pretrained is None else str(pretrained),
-            trained=pretrained is not None,
+        self.card: ModelCard = loaded.card(
             description="local open_clip teacher (white-box)",
-            fingerprint=state_dict_fingerprint(net),
-            embed_dim=self._probe_dim(),
-            image_size=int(size),
-            image_mean=[float(x) for x in cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))],
-            image_std=[float(x) for x in cfg.get("std", (0.26862954, 0.26130258, 0.27577711))],
-            context_length=int(getattr(net, "context_length", 77)),
-            logit_scale=float(net.logit_scale.exp().item()),
-            price_per_image_query=0.0,
-            price_per_text_query=0.0,
             max_items_per_request=LOCAL_BATCH,
             max_request_bytes=1 << 30,
         )
-
-    def _probe_dim(self) -> int:
-        import torch
-
-        with torch.inference_mode():
-            return int(self.model.encode_text(self.tokenizer(["x"]).to(self.device)).shape[1])
 
     def embed_images(self, images: Sequence[Image.Image], *, purpose: str = "images") -> np.ndarray:
         """Embed images exactly as the vendor would receive them (resize + PNG round trip)."""
