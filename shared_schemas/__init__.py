@@ -6,10 +6,6 @@ Nothing from storage lives here.
 """
 
 from shared_schemas.embeddings import (
-    EMBEDDING_ENDPOINTS,
-    IMAGES,
-    TEXTS,
-    EmbeddingEndpoint,
     EmbeddingItem,
     EmbeddingResponse,
     EncodingFormat,
@@ -18,6 +14,7 @@ from shared_schemas.embeddings import (
     decode_embedding,
     encode_embedding,
 )
+from shared_schemas.endpoints import IMAGES, TEXTS, EmbeddingEndpoint
 from shared_schemas.errors import ErrorBody, ErrorResponse
 from shared_schemas.keys import (
     KeyCreateRequest,
@@ -27,10 +24,15 @@ from shared_schemas.keys import (
     KeyTopUpRequest,
 )
 from shared_schemas.models import ModelCard, ModelListResponse
-from shared_schemas.usage import BudgetPublic, LedgerEntryPublic, QueryUsage, UsageResponse
+from shared_schemas.usage import (
+    BudgetPublic,
+    LedgerEntryPublic,
+    LedgerStatus,
+    QueryUsage,
+    UsageResponse,
+)
 
 __all__ = [
-    "EMBEDDING_ENDPOINTS",
     "IMAGES",
     "TEXTS",
     "BudgetPublic",
@@ -47,6 +49,7 @@ __all__ = [
     "KeyPublic",
     "KeyTopUpRequest",
     "LedgerEntryPublic",
+    "LedgerStatus",
     "ModelCard",
     "ModelListResponse",
     "QueryUsage",

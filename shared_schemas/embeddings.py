@@ -12,13 +12,6 @@ from shared_schemas.usage import BudgetPublic, QueryUsage
 
 EncodingFormat = Literal["float", "base64"]
 
-#: What a query embeds: the name of the native route (``/v1/embeddings/<endpoint>``) and of the
-#: endpoint column in ledgers, caches and usage reports. The one definition of these names.
-EmbeddingEndpoint = Literal["images", "texts"]
-IMAGES: EmbeddingEndpoint = "images"
-TEXTS: EmbeddingEndpoint = "texts"
-EMBEDDING_ENDPOINTS: tuple[EmbeddingEndpoint, ...] = (IMAGES, TEXTS)
-
 
 class _EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -63,7 +56,8 @@ def encode_embedding(vector: np.ndarray, encoding_format: EncodingFormat) -> lis
     vector = np.asarray(vector, dtype="<f4")
     if encoding_format == "base64":
         return base64.b64encode(vector.tobytes()).decode("ascii")
-    return vector.astype(float).tolist()
+    floats: list[float] = vector.astype(float).tolist()
+    return floats
 
 
 def decode_embedding(value: list[float] | str) -> np.ndarray:

@@ -7,6 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from shared_schemas.endpoints import EmbeddingEndpoint
+
+#: A ledger row's state: charged, or refunded (the client got no answer).
+LedgerStatus = Literal["charged", "refunded"]
+
 
 class QueryUsage(BaseModel):
     queries: int = Field(..., ge=0, description="Queries charged by this request (0 on replay).")
@@ -23,9 +28,9 @@ class LedgerEntryPublic(BaseModel):
 
     request_id: str
     created_at: datetime
-    endpoint: Literal["images", "texts"]
+    endpoint: EmbeddingEndpoint
     queries: int = Field(..., ge=0)
-    status: Literal["charged", "refunded"]
+    status: LedgerStatus
     idempotency_key: str | None = None
 
 
