@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench reliability smoke-compose clean
+.PHONY: install demo lint test bench reliability smoke-compose clean
 
 install: $(VENV)/.installed
 
@@ -13,7 +13,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[vendor,client,dev]'
 	touch $@
 
-test: install
+# The format check, the linter and the type check; `make test` (and so .ci/run) runs them first.
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy shared_schemas model_io vendor_service
+
+test: install lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: install

@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from client_distiller.data import resolve_dataset
     from client_distiller.plan import build_plan
-    from tests.helpers.vendor_process import start_vendor
+    from vendor_service.process import start_vendor
 
     teacher = choose_teacher(args.model, args.out / "scratch")
     dataset = resolve_dataset("demo")

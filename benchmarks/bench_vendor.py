@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from tests.helpers.vendor_process import start_vendor
+    from vendor_service.process import start_vendor
 
     torch.set_flush_denormal(True)
     torch.set_num_threads(args.threads)

@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=BENCH_DIR / "profiles", help="output folder")
     args = p.parse_args(argv)
 
-    from tests.helpers.vendor_process import start_vendor
+    from vendor_service.process import start_vendor
 
     pyspy = Path(sys.executable).with_name("py-spy")
     if not pyspy.is_file():

@@ -28,6 +28,7 @@ RUN set -eu; \
 
 COPY pyproject.toml README.md /tmp/src/
 COPY shared_schemas/ /tmp/src/shared_schemas/
+COPY model_io/ /tmp/src/model_io/
 COPY demo_world/ /tmp/src/demo_world/
 COPY client_distiller/ /tmp/src/client_distiller/
 RUN set -eu; \

@@ -1,6 +1,7 @@
 # The vendor service image: CPU torch and the project's `vendor` extra in /opt/venv, the demo
-# teacher inside (package data of demo_world, so it serves with no network), the ledger and the
-# model cache in the /data volume, a non-root user.
+# teacher's files inside (/opt/demo-teacher: its open_clip config and weights, so it serves with
+# no network; docker-compose.yml points the model settings at them), the ledger and the model
+# cache in the /data volume, a non-root user. No demo-world code: any model is settings only.
 #
 #   docker build -f docker/vendor.Dockerfile -t vl2v-vendor .
 #   docker build -f docker/vendor.Dockerfile --build-arg BASE_IMAGE=local/python:3.11-bookworm .
@@ -37,16 +38,17 @@ RUN set -eu; \
 
 COPY pyproject.toml README.md /tmp/src/
 COPY shared_schemas/ /tmp/src/shared_schemas/
-COPY demo_world/ /tmp/src/demo_world/
+COPY model_io/ /tmp/src/model_io/
 COPY vendor_service/ /tmp/src/vendor_service/
-# A regular (not editable) install; then fail the build, not the first start, if the default
-# model's weights were not packaged or the CLI cannot import.
+COPY demo_world/model_configs/vl2v-demo-v3.json demo_world/weights/demo_teacher_v3.pt /opt/demo-teacher/
+# A regular (not editable) install; then fail the build, not the first start, if the demo
+# teacher's files do not load as an open_clip model or the CLI cannot import.
 RUN set -eu; \
     pip install -c /opt/torch-constraints.txt "/tmp/src[vendor]"; \
     rm -rf /tmp/src; \
     cd /; \
-    python3 -c "from demo_world.assets import demo_teacher_checkpoint as c; p = c(); \
-assert p.is_file(), f'{p} is missing: build the demo teacher before the image'"; \
+    python3 -c "from model_io import check_loadable; check_loadable('vl2v-demo-v3', \
+pretrained='/opt/demo-teacher/demo_teacher_v3.pt', config_dirs=['/opt/demo-teacher'])"; \
     vendor-service --help >/dev/null
 
 ENV VENDOR_DATA_DIR=/data \

@@ -1,7 +1,8 @@
 """`make demo`: the whole product on the embedded demo world, end to end, in one command.
 
-1. start ``vendor-service serve`` (the demo teacher, its default model) as a real process on a
-   free 127.0.0.1 port, with its ledger under ``runs/demo/vendor-data``;
+1. start ``vendor-service serve`` as a real process on a free 127.0.0.1 port (the one launcher,
+   ``vendor_service.process``), serving the demo teacher by explicit settings (architecture,
+   config dir, shipped checkpoint, card text), with its ledger under ``runs/demo/vendor-data``;
 2. create an API key with a budget (``vendor-service keys create``) or reuse the one saved in
    ``runs/demo/api_key`` by an earlier demo;
 3. ``client-distiller run`` against it: the demo benchmark with one held-out style, erm, kd,
@@ -17,27 +18,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import secrets
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
+from vendor_service.demo import demo_teacher
+from vendor_service.inference.loading import ModelUnavailable
+from vendor_service.process import VendorProcess, start_vendor
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def vendor_cli(*args: str, data_dir: Path) -> str:
@@ -75,83 +67,6 @@ def ensure_key(data_dir: Path, key_file: Path, budget: int) -> str:
     return created["key"]
 
 
-class Vendor:
-    """``vendor-service serve`` as a child process in its own process group."""
-
-    def __init__(self, data_dir: Path, log_path: Path, port: int) -> None:
-        self.base_url = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "VENDOR_ADMIN_TOKEN": "adm_" + secrets.token_urlsafe(16),
-            "HF_HUB_OFFLINE": "1",
-            "OMP_NUM_THREADS": "1",
-        }
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    str(BIN / "vendor-service"),
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--data-dir",
-                    str(data_dir),
-                    "--workers",
-                    "1",
-                    "--inference-threads",
-                    "1",
-                    "--log-level",
-                    "warning",
-                ],
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait_ready(self, timeout: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"the vendor exited ({self.proc.returncode}); see {self.log_path}"
-                )
-            try:
-                if httpx.get(self.base_url + "/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"the vendor was not ready after {timeout:.0f}s; see {self.log_path}")
-
-    def card(self) -> dict:
-        return httpx.get(self.base_url + "/v1/models", timeout=10).json()["data"][0]
-
-    def usage(self, key: str) -> dict:
-        resp = httpx.get(
-            self.base_url + "/v1/usage", headers={"Authorization": f"Bearer {key}"}, timeout=10
-        )
-        resp.raise_for_status()
-        return resp.json()
-
-    def stop(self) -> None:
-        """SIGTERM the group, SIGKILL if it lingers."""
-        if self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        except ProcessLookupError:
-            pass
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -185,13 +100,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     key = ensure_key(data_dir, key_file, args.budget)
 
-    vendor = Vendor(data_dir, out / "vendor.log", free_port())
     try:
-        print(f"starting the vendor on {vendor.base_url} (log: {vendor.log_path}) ...", flush=True)
-        vendor.wait_ready()
+        teacher = demo_teacher()
+    except ModelUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"starting the vendor (log: {out / 'vendor.log'}) ...", flush=True)
+    try:
+        vendor: VendorProcess = start_vendor(
+            out,
+            model=teacher.name,
+            pretrained=teacher.pretrained,
+            config_dirs=teacher.config_dirs,
+            description=teacher.description,
+            inference_threads=1,
+            log_level="warning",
+            ready_timeout=180.0,
+            cwd=REPO,
+        )
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"error: the vendor did not start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # the launcher has already stopped the half-started server
+        print("\ninterrupted while the vendor started", file=sys.stderr)
+        return 130
+    try:
         card = vendor.card()
         print(
-            f"vendor ready: model {card['id']} ({card['fingerprint'][:12]}), "
+            f"vendor ready on {vendor.base_url}: model {card['id']} ({card['fingerprint'][:12]}), "
             f"{card['embed_dim']}-d, {card['image_size']} px",
             flush=True,
         )

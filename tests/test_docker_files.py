@@ -100,7 +100,6 @@ def test_compose_env_vars_are_real_vendor_settings(monkeypatch):
     env = compose()["services"]["vendor"]["environment"]
     vendor_env = {k: with_defaults(str(v)) for k, v in env.items() if k.startswith("VENDOR_")}
     vendor_env["VENDOR_ADMIN_TOKEN"] = "t0ken"
-    vendor_env["VENDOR_MODEL__PRETRAINED"] = "some-tag"  # its default is empty
     for name, value in vendor_env.items():
         monkeypatch.setenv(name, value)
     settings = VendorSettings()
@@ -110,15 +109,44 @@ def test_compose_env_vars_are_real_vendor_settings(monkeypatch):
             assert part in type(node).model_fields, f"{name}: no setting {part!r}"
             node = getattr(node, part)
         got = node.get_secret_value() if hasattr(node, "get_secret_value") else node
+        if isinstance(got, list):  # a list setting is JSON in the environment
+            assert [str(x) for x in got] == json.loads(value), (name, got, value)
+            continue
         assert str(got) == value or float(got) == float(value), (name, got, value)
 
 
+def test_compose_serves_the_demo_teacher_files_the_image_holds():
+    """The default model is settings only: they name the files the Dockerfile copies, and
+    the demo world's own architecture, checkpoint and card text."""
+    from demo_world.assets import (
+        DEMO_TEACHER_DESCRIPTION,
+        DEMO_TEACHER_MODEL,
+        demo_teacher_checkpoint,
+    )
+    from demo_world.models import MODEL_CONFIG_DIR
+
+    env = {
+        k: with_defaults(str(v)) for k, v in compose()["services"]["vendor"]["environment"].items()
+    }
+    assert env["VENDOR_MODEL__NAME"] == DEMO_TEACHER_MODEL
+    assert env["VENDOR_MODEL__DESCRIPTION"] == DEMO_TEACHER_DESCRIPTION
+    (config_dir,) = json.loads(env["VENDOR_MODEL__CONFIG_DIRS"])
+    pretrained = env["VENDOR_MODEL__PRETRAINED"]
+    copies = [a.split() for w, a in instructions(VENDOR_DOCKERFILE) if w == "COPY"]
+    demo = next(c for c in copies if c[-1].rstrip("/") == config_dir)
+    config = MODEL_CONFIG_DIR / f"{DEMO_TEACHER_MODEL}.json"
+    assert sorted(demo[:-1]) == sorted(
+        str(p.relative_to(ROOT)) for p in (config, demo_teacher_checkpoint())
+    )
+    assert pretrained == f"{config_dir}/{demo_teacher_checkpoint().name}"
+
+
 def test_compose_command_parses_with_the_vendor_cli():
-    from vendor_service.cli import build_parser
+    from vendor_service.cli import parse
 
     command = [with_defaults(c) for c in compose()["services"]["vendor"]["command"]]
     assert command[0] in pyproject()["project"]["scripts"]
-    args = build_parser().parse_args(command[1:])
+    args = parse(command[1:])
     assert (args.host, args.port, args.workers) == ("0.0.0.0", 8000, 1)
 
 
@@ -200,7 +228,7 @@ def test_dockerfile_copies_existing_files_the_dockerignore_lets_through(path):
 
 
 def test_vendor_dockerfile_installs_the_vendor_extra_and_serves_with_the_vendor_cli():
-    from vendor_service.cli import build_parser
+    from vendor_service.cli import Serve, parse
 
     steps = instructions(VENDOR_DOCKERFILE)
     extras = pyproject()["project"]["optional-dependencies"]
@@ -208,8 +236,8 @@ def test_vendor_dockerfile_installs_the_vendor_extra_and_serves_with_the_vendor_
     assert len(installs) == 1 and '"/tmp/src[vendor]"' in installs[0] and "vendor" in extras
     cmd = exec_form([a for w, a in steps if w == "CMD"][-1])
     assert cmd[0] in pyproject()["project"]["scripts"]
-    args = build_parser().parse_args(cmd[1:])
-    assert args.func.__name__ == "cmd_serve" and (args.host, args.port) == ("0.0.0.0", 8000)
+    args = parse(cmd[1:])
+    assert isinstance(args, Serve) and (args.host, args.port) == ("0.0.0.0", 8000)
     env = " ".join(a for w, a in steps if w == "ENV")
     assert "VENDOR_DATA_DIR=/data" in env
     assert ("VOLUME", '["/data"]') in steps
@@ -238,7 +266,9 @@ def test_healthcheck_route_is_a_real_route_of_the_vendor_app(tmp_path):
 
 
 def test_vendor_image_packages_hold_everything_vendor_service_imports():
-    """The image copies only some top-level packages; vendor_service must not import others."""
+    """The image copies only some top-level packages; vendor_service must not import others
+    (but for its demo edge, ``vendor_service/demo.py``: the image has the teacher's files, not
+    the demo world's code)."""
     copied = {
         args.split()[0].rstrip("/")
         for word, args in instructions(VENDOR_DOCKERFILE)
@@ -248,6 +278,8 @@ def test_vendor_image_packages_hold_everything_vendor_service_imports():
     project = {p.rstrip("*") for p in project}
     imported = set()
     for path in (ROOT / "vendor_service").rglob("*.py"):
+        if path == ROOT / "vendor_service" / "demo.py":
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 imported.add(node.module.split(".")[0])
@@ -255,6 +287,7 @@ def test_vendor_image_packages_hold_everything_vendor_service_imports():
                 imported.update(alias.name.split(".")[0] for alias in node.names)
     needed = imported & project
     assert "vendor_service" in copied and needed <= copied, needed - copied
+    assert "demo_world" not in copied
 
 
 def test_demo_teacher_is_package_data_of_demo_world():

@@ -82,5 +82,6 @@ def create_app(
 
 
 def create_app_from_env() -> FastAPI:
-    """Factory for uvicorn workers (``factory=True``): settings from ``VENDOR_*`` env vars."""
-    return create_app(VendorSettings())
+    """Factory for uvicorn workers (``factory=True``): the settings ``serve`` validated and
+    handed down (``VendorSettings.from_env``), else ``VENDOR_*`` env vars."""
+    return create_app(VendorSettings.from_env())

@@ -1,49 +1,52 @@
 """``vendor-service``: serve the API, manage keys and read usage from the data dir.
 
-``keys`` and ``usage`` open the SQLite ledger directly, so they work without a running server
-(and inside the container, next to the data volume).
+Every flag, its help text and its default come from the settings classes
+(``vendor_service.settings``) through pydantic-settings' CLI: ``serve`` takes every
+``VendorSettings`` field (nested groups as ``--batch.max-batch``; today's flat spellings such as
+``--max-batch`` stay as aliases), and every ``VENDOR_*`` env var sets the same field. The admin
+token is env-only: it is no field of the command, so no flag can carry it. ``keys`` and ``usage`` open the SQLite ledger directly, so they work without
+a running server (and inside the container, next to the data volume).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import sys
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
-# flag dest -> env var read by VendorSettings (workers get settings through the environment)
-_SERVE_ENV = {
-    "model": "VENDOR_MODEL__NAME",
-    "pretrained": "VENDOR_MODEL__PRETRAINED",
-    "data_dir": "VENDOR_DATA_DIR",
-    "max_batch": "VENDOR_BATCH__MAX_BATCH",
-    "max_wait_ms": "VENDOR_BATCH__MAX_WAIT_MS",
-    "max_request_bytes": "VENDOR_LIMITS__MAX_REQUEST_BYTES",
-    "max_items": "VENDOR_LIMITS__MAX_ITEMS_PER_REQUEST",
-    "max_image_pixels": "VENDOR_LIMITS__MAX_IMAGE_PIXELS",
-    "rate_limit_rps": "VENDOR_RATE_LIMIT__RPS",
-    "rate_limit_burst": "VENDOR_RATE_LIMIT__BURST",
-    "inference_threads": "VENDOR_INFERENCE_THREADS",
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    CliApp,
+    CliPositionalArg,
+    CliSubCommand,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    get_subcommand,
+)
+
+from vendor_service.metering import KeyRecord, SQLiteStore
+from vendor_service.settings import SETTINGS_ENV, StoreSettings, VendorOptions, VendorSettings
+
+#: Flat spellings of nested settings, kept from the hand-written CLI this one replaced.
+FLAG_ALIASES = {
+    "model.pretrained": "pretrained",
+    "batch.max-batch": "max-batch",
+    "batch.max-wait-ms": "max-wait-ms",
+    "limits.max-request-bytes": "max-request-bytes",
+    "limits.max-items-per-request": "max-items",
+    "limits.max-image-pixels": "max-image-pixels",
+    "rate-limit.rps": "rate-limit-rps",
+    "rate-limit.burst": "rate-limit-burst",
 }
 
 
-def _data_dir(args: argparse.Namespace) -> Path:
-    from vendor_service.settings import VendorSettings
-
-    return Path(args.data_dir) if args.data_dir else VendorSettings().data_dir
-
-
-def _store(args: argparse.Namespace):
-    from vendor_service.metering import SQLiteStore
-
-    return SQLiteStore(_data_dir(args) / "ledger.sqlite3")
-
-
-def _key_json(key) -> dict:
+def _key_json(key: KeyRecord) -> dict[str, Any]:
     return {
         "id": key.id,
         "name": key.name,
@@ -56,75 +59,7 @@ def _key_json(key) -> dict:
     }
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    for dest, env in _SERVE_ENV.items():
-        value = getattr(args, dest)
-        if value is not None:
-            os.environ[env] = str(value)
-
-    from vendor_service.inference.loading import ModelUnavailable, check_model_available
-    from vendor_service.metering import SQLiteStore
-    from vendor_service.settings import VendorSettings
-
-    settings = VendorSettings()
-    if settings.admin_token is None or not settings.admin_token.get_secret_value():
-        print("error: set VENDOR_ADMIN_TOKEN (the admin API token) before serving", file=sys.stderr)
-        return 2
-    try:
-        check_model_available(settings.model)
-    except ModelUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    instance_id = "inst_" + uuid.uuid4().hex
-    os.environ["VENDOR_INSTANCE_ID"] = instance_id
-    # Before any worker serves: charges still in flight from an earlier run never reached a
-    # client (the process died), so they are refunded and their idempotency keys freed.
-    store = SQLiteStore(settings.db_path)
-    refunded = store.recover_stale(instance_id)
-    store.close()
-    if refunded:
-        print(f"refunded {refunded} charge(s) left in flight by an earlier run", file=sys.stderr)
-
-    if args.workers > 1:
-        prom_dir = settings.data_dir / "prometheus"
-        shutil.rmtree(prom_dir, ignore_errors=True)
-        prom_dir.mkdir(parents=True)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom_dir)
-
-    import uvicorn
-
-    uvicorn.run(
-        "vendor_service.app:create_app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        access_log=not args.no_access_log,
-        timeout_graceful_shutdown=10,
-    )
-    return 0
-
-
-def cmd_keys_create(args: argparse.Namespace) -> int:
-    store = _store(args)
-    clear, key = store.create_key(args.name, args.budget, args.rps, args.burst)
-    store.close()
-    print(json.dumps({"key": clear, **_key_json(key)}, indent=2))
-    print("store this key now: only its hash is kept", file=sys.stderr)
-    return 0
-
-
-def cmd_keys_list(args: argparse.Namespace) -> int:
-    store = _store(args)
-    print(json.dumps([_key_json(k) for k in store.list_keys()], indent=2))
-    store.close()
-    return 0
-
-
-def _print_key_or_fail(key, key_id: str) -> int:
+def _print_key_or_fail(key: KeyRecord | None, key_id: str) -> int:
     if key is None:
         print(f"error: no key {key_id!r}", file=sys.stderr)
         return 1
@@ -132,118 +67,229 @@ def _print_key_or_fail(key, key_id: str) -> int:
     return 0
 
 
-def cmd_keys_topup(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
-        return _print_key_or_fail(store.top_up(args.key_id, args.queries), args.key_id)
-    finally:
+def prepare_serve(settings: VendorSettings) -> VendorSettings:
+    """``settings`` with the default model filled in, checked as far as possible unstarted.
+
+    Raises:
+        ModelUnavailable: no model can be served (unknown architecture, missing file, ...).
+    """
+    from vendor_service.inference.loading import check_model_available
+
+    if settings.model.name is None:
+        from vendor_service.demo import with_default_model  # the one edge that knows the demo
+
+        settings = settings.model_copy(update={"model": with_default_model(settings.model)})
+    check_model_available(settings.model)
+    return settings
+
+
+class Serve(VendorOptions):
+    """Run the HTTP API with uvicorn. The admin token comes from VENDOR_ADMIN_TOKEN only."""
+
+    def settings(self) -> VendorSettings:
+        """These options plus what is never a flag (the admin token, from the environment)."""
+        return VendorSettings(**self.model_dump())
+
+    def run(self) -> int:
+        from vendor_service.inference.loading import ModelUnavailable
+
+        settings = self.settings()
+        if settings.admin_token is None or not settings.admin_token.get_secret_value():
+            print(
+                "error: set VENDOR_ADMIN_TOKEN (the admin API token) before serving",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            settings = prepare_serve(settings)
+        except ModelUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings = settings.model_copy(update={"instance_id": "inst_" + uuid.uuid4().hex})
+        assert settings.instance_id is not None
+        # Before any worker serves: charges still in flight from an earlier run never reached a
+        # client (the process died), so they are refunded and their idempotency keys freed.
+        store = SQLiteStore(settings.db_path)
+        refunded = store.recover_stale(settings.instance_id)
         store.close()
+        if refunded:
+            print(
+                f"refunded {refunded} charge(s) left in flight by an earlier run", file=sys.stderr
+            )
+
+        if settings.workers > 1:
+            prom_dir = settings.data_dir / "prometheus"
+            shutil.rmtree(prom_dir, ignore_errors=True)
+            prom_dir.mkdir(parents=True)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom_dir)
+        # The workers are new processes: they get the validated settings (not the flags), and
+        # the admin token from the environment they inherit.
+        os.environ[SETTINGS_ENV] = settings.to_env()
+
+        import uvicorn
+
+        uvicorn.run(
+            "vendor_service.app:create_app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            access_log=settings.access_log,
+            timeout_graceful_shutdown=10,
+        )
+        return 0
 
 
-def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
-        return _print_key_or_fail(store.revoke(args.key_id), args.key_id)
-    finally:
+class KeysCreate(StoreSettings):
+    """Create a key; prints the clear key once (only its hash is stored)."""
+
+    name: str = Field(description="Who the key is for.")
+    budget: int = Field(ge=0, description="Queries the key may spend.")
+    rps: float | None = Field(None, gt=0, description="Rate limit override (requests/s).")
+    burst: int | None = Field(None, ge=1, description="Rate limit burst override.")
+
+    def run(self) -> int:
+        store = SQLiteStore(self.db_path)
+        clear, key = store.create_key(self.name, self.budget, self.rps, self.burst)
         store.close()
+        print(json.dumps({"key": clear, **_key_json(key)}, indent=2))
+        print("store this key now: only its hash is kept", file=sys.stderr)
+        return 0
 
 
-def cmd_usage(args: argparse.Namespace) -> int:
-    from vendor_service.routes.usage import usage_response
+class KeysList(StoreSettings):
+    """List keys (never a clear key or a hash)."""
 
-    store = _store(args)
-    try:
-        key_ids = [args.key_id] if args.key_id else [k.id for k in store.list_keys()]
-        out = []
-        for key_id in key_ids:
-            summary = store.usage(key_id, limit=args.limit)
-            if summary is None:
-                print(f"error: no key {key_id!r}", file=sys.stderr)
-                return 1
-            out.append(usage_response(summary).model_dump(mode="json"))
-    finally:
+    def run(self) -> int:
+        store = SQLiteStore(self.db_path)
+        print(json.dumps([_key_json(k) for k in store.list_keys()], indent=2))
         store.close()
-    print(json.dumps(out[0] if args.key_id else out, indent=2))
-    return 0
+        return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vendor-service",
-        description="A metered CLIP embedding API. Settings also come from VENDOR_* env vars.",
+class KeysTopUp(StoreSettings):
+    """Add queries to a key's budget."""
+
+    key_id: CliPositionalArg[str] = Field(description="The key's id (key_...).")
+    queries: int = Field(description="Queries added to the key's limit.")
+
+    def run(self) -> int:
+        store = SQLiteStore(self.db_path)
+        try:
+            return _print_key_or_fail(store.top_up(self.key_id, self.queries), self.key_id)
+        finally:
+            store.close()
+
+
+class KeysRevoke(StoreSettings):
+    """Revoke a key: it gets 401 from then on (its ledger is kept)."""
+
+    key_id: CliPositionalArg[str] = Field(description="The key's id (key_...).")
+
+    def run(self) -> int:
+        store = SQLiteStore(self.db_path)
+        try:
+            return _print_key_or_fail(store.revoke(self.key_id), self.key_id)
+        finally:
+            store.close()
+
+
+class Keys(BaseModel):
+    """Manage API keys in the data dir's ledger."""
+
+    create: CliSubCommand[KeysCreate] = Field(description="Create a key (prints it once).")
+    list_: CliSubCommand[KeysList] = Field(alias="list", description="List keys (no clear keys).")
+    topup: CliSubCommand[KeysTopUp] = Field(description="Add queries to a key's budget.")
+    revoke: CliSubCommand[KeysRevoke] = Field(description="Revoke a key.")
+
+
+class Usage(StoreSettings):
+    """Usage and ledger of one key or of all keys (JSON)."""
+
+    key_id: str | None = Field(None, description="One key (default: all keys).")
+    limit: int = Field(20, ge=1, description="Ledger rows per key.")
+
+    def run(self) -> int:
+        from vendor_service.routes.usage import usage_response
+
+        store = SQLiteStore(self.db_path)
+        try:
+            key_ids = [self.key_id] if self.key_id else [k.id for k in store.list_keys()]
+            out = []
+            for key_id in key_ids:
+                summary = store.usage(key_id, limit=self.limit)
+                if summary is None:
+                    print(f"error: no key {key_id!r}", file=sys.stderr)
+                    return 1
+                out.append(usage_response(summary).model_dump(mode="json"))
+        finally:
+            store.close()
+        print(json.dumps(out[0] if self.key_id else out, indent=2))
+        return 0
+
+
+class VendorCli(BaseSettings):
+    """A metered CLIP embedding API. Every setting is also an env var (VENDOR_*)."""
+
+    model_config = SettingsConfigDict(
+        cli_prog_name="vendor-service",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_shortcuts=FLAG_ALIASES,
+        cli_exit_on_error=True,
+        populate_by_name=True,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
 
-    def data_dir_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", help="holds ledger.sqlite3 (env VENDOR_DATA_DIR)")
+    serve: CliSubCommand[Serve] = Field(description="Run the HTTP API (needs VENDOR_ADMIN_TOKEN).")
+    keys: CliSubCommand[Keys] = Field(description="Manage API keys in the data dir's ledger.")
+    usage: CliSubCommand[Usage] = Field(description="Usage of one key or all keys (JSON).")
 
-    serve = sub.add_parser(
-        "serve",
-        help="run the HTTP API (needs VENDOR_ADMIN_TOKEN)",
-        description="Run the API with uvicorn. The admin token comes from VENDOR_ADMIN_TOKEN.",
-    )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--model", help="open_clip architecture (default vl2v-demo)")
-    serve.add_argument("--pretrained", help="open_clip pretrained tag or checkpoint path")
-    data_dir_arg(serve)
-    serve.add_argument(
-        "--workers",
-        type=int,
-        default=int(os.environ.get("VENDOR_WORKERS", "1")),
-        help="uvicorn worker processes (env VENDOR_WORKERS)",
-    )
-    serve.add_argument("--max-batch", type=int, help="most items per model call")
-    serve.add_argument("--max-wait-ms", type=float, help="longest wait to fill a batch")
-    serve.add_argument("--max-request-bytes", type=int, help="413 above this body size")
-    serve.add_argument("--max-items", type=int, help="most images/texts per request")
-    serve.add_argument("--max-image-pixels", type=int, help="width*height refused above this")
-    serve.add_argument("--rate-limit-rps", type=float, help="default per-key requests/s")
-    serve.add_argument("--rate-limit-burst", type=int, help="default per-key burst")
-    serve.add_argument("--inference-threads", type=int, help="torch threads per worker")
-    serve.add_argument("--log-level", default="info")
-    serve.add_argument(
-        "--no-access-log", action="store_true", help="do not log one line per request"
-    )
-    serve.set_defaults(func=cmd_serve)
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only the command line picks the subcommand; each subcommand reads its own VENDOR_*.
+        return (init_settings,)
 
-    keys = sub.add_parser("keys", help="manage API keys in the data dir's ledger")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    create = keys_sub.add_parser("create", help="create a key; prints the clear key once")
-    create.add_argument("--name", required=True)
-    create.add_argument("--budget", type=int, required=True, help="queries the key may spend")
-    create.add_argument("--rps", type=float, help="rate limit override (requests/s)")
-    create.add_argument("--burst", type=int, help="rate limit burst override")
-    data_dir_arg(create)
-    create.set_defaults(func=cmd_keys_create)
-    list_ = keys_sub.add_parser("list", help="list keys (no clear keys)")
-    data_dir_arg(list_)
-    list_.set_defaults(func=cmd_keys_list)
-    topup = keys_sub.add_parser("topup", help="add queries to a key's budget")
-    topup.add_argument("key_id")
-    topup.add_argument("--queries", type=int, required=True)
-    data_dir_arg(topup)
-    topup.set_defaults(func=cmd_keys_topup)
-    revoke = keys_sub.add_parser("revoke", help="revoke a key")
-    revoke.add_argument("key_id")
-    data_dir_arg(revoke)
-    revoke.set_defaults(func=cmd_keys_revoke)
 
-    usage = sub.add_parser("usage", help="usage and ledger of one key or all keys (JSON)")
-    usage.add_argument("--key-id", help="one key (default: all keys)")
-    usage.add_argument("--limit", type=int, default=20, help="ledger rows per key")
-    data_dir_arg(usage)
-    usage.set_defaults(func=cmd_usage)
-    return parser
+_COMMAND_NAMES = {"serve", "keys", "usage", "create", "list", "topup", "revoke"}
+
+
+def parse(
+    argv: Sequence[str] | None = None,
+) -> Serve | KeysCreate | KeysList | KeysTopUp | KeysRevoke | Usage:
+    """The command ``argv`` selects, validated (``SystemExit`` on --help or a usage error)."""
+    root = CliApp.run(VendorCli, cli_args=list(sys.argv[1:] if argv is None else argv))
+    command: Any = get_subcommand(root)
+    if isinstance(command, Keys):
+        command = get_subcommand(command)
+    return command  # type: ignore[no-any-return]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vendor-service`` console script."""
-    args = build_parser().parse_args(argv)
-    if getattr(args, "budget", 0) is not None and getattr(args, "budget", 0) < 0:
-        print("error: --budget must be >= 0", file=sys.stderr)
+    try:
+        command = parse(argv)
+    except ValidationError as exc:
+        for err in exc.errors():
+            path = [str(p) for p in err["loc"]]
+            while path and path[0] in _COMMAND_NAMES:  # the subcommand path, not a flag
+                path.pop(0)
+            flag = "--" + ".".join(path).replace("_", "-") if path else "arguments"
+            print(f"error: {flag}: {err['msg']}", file=sys.stderr)
         return 2
-    return args.func(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return command.run()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from vendor_service.errors import ApiError
 from vendor_service.inference.batcher import Batcher
 from vendor_service.inference.loading import LoadedModel
+from vendor_service.meter import Meter
 from vendor_service.metering import KeyRecord, Store
 from vendor_service.metrics import Metrics
 from vendor_service.ratelimit import TokenBuckets, retry_after_header
@@ -23,33 +24,37 @@ from vendor_service.settings import VendorSettings
 
 
 async def get_settings(request: Request) -> VendorSettings:
-    return request.app.state.settings
+    settings: VendorSettings = request.app.state.settings
+    return settings
 
 
 async def get_store(request: Request) -> Store:
-    return request.app.state.store
+    store: Store = request.app.state.store
+    return store
 
 
 async def get_metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
+    metrics: Metrics = request.app.state.metrics
+    return metrics
 
 
 async def get_model(request: Request) -> LoadedModel:
-    model = getattr(request.app.state, "model", None)
+    model: LoadedModel | None = getattr(request.app.state, "model", None)
     if model is None:
         raise ApiError(503, "not_ready", "the model is not loaded yet")
     return model
 
 
 async def get_batcher(request: Request) -> Batcher:
-    batcher = getattr(request.app.state, "batcher", None)
+    batcher: Batcher | None = getattr(request.app.state, "batcher", None)
     if batcher is None:
         raise ApiError(503, "not_ready", "the inference worker is not running")
     return batcher
 
 
 async def request_id(request: Request) -> str:
-    return request.state.request_id
+    rid: str = request.state.request_id
+    return rid
 
 
 SettingsDep = Annotated[VendorSettings, Depends(get_settings)]
@@ -126,22 +131,23 @@ def admin(token: TokenDep, request: Request, settings: SettingsDep, store: Store
 AdminDep = Annotated[None, Depends(admin)]
 
 
-class Meter:
-    """Charges the caller's budget for one request (the last link of the dependency chain)."""
+async def meter(
+    request: Request,
+    account: AccountDep,
+    store: StoreDep,
+    rid: RequestIdDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+) -> Meter:
+    """The meter of this request: charges go to the caller's key, tagged with this instance."""
+    return Meter(
+        key_id=account.key.id,
+        store=store,
+        owner=request.app.state.instance_id,
+        request_id=rid,
+        metrics=metrics,
+        max_items=settings.limits.max_items_per_request,
+    )
 
-    def __init__(self, account: Account, store: Store, owner: str, request_id: str) -> None:
-        self.account = account
-        self.store = store
-        self.owner = owner
-        self.request_id = request_id
 
-    @property
-    def key_id(self) -> str:
-        return self.account.key.id
-
-
-async def meter(request: Request, account: AccountDep, store: StoreDep, rid: RequestIdDep) -> Meter:
-    return Meter(account, store, request.app.state.instance_id, rid)
-
-
-BudgetDep = Annotated[Meter, Depends(meter)]
+MeterDep = Annotated[Meter, Depends(meter)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -55,9 +55,15 @@ def _request_id(request: Request) -> str | None:
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error FastAPI/Starlette can raise onto the one error shape."""
 
+    from vendor_service.meter import Replayed  # the meter builds on ApiError: import late
+
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, _request_id(request), exc.headers)
+
+    @app.exception_handler(Replayed)
+    async def _replayed(request: Request, exc: Replayed) -> Response:
+        return exc.response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

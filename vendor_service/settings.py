@@ -1,34 +1,70 @@
-"""Typed settings of the vendor process (env prefix ``VENDOR_``, nested groups with ``__``)."""
+"""Typed settings of the vendor process: the one definition of every setting.
+
+Env vars ``VENDOR_*`` (nested groups with ``__``: ``VENDOR_BATCH__MAX_BATCH``), and the flags of
+``vendor-service`` (derived from these classes by pydantic-settings' CLI, see ``cli.py``). Tests
+construct the classes directly.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The env var through which ``serve`` hands its validated settings to the uvicorn worker
+#: processes (JSON, without the admin token: workers read that from ``VENDOR_ADMIN_TOKEN``).
+SETTINGS_ENV = "VENDOR_SERVE_SETTINGS_JSON"
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
 class ModelSettings(BaseModel):
-    """Which open_clip model to serve and what a query costs."""
+    """Which open_clip model to serve, where its files are, and what a query costs."""
 
-    name: str = Field("vl2v-demo-v3", description="open_clip architecture name.")
+    name: str | None = Field(
+        None,
+        description="open_clip architecture, e.g. ViT-B-32, or vl2v-tiny (built in, random "
+        "weights). Unset: `serve` serves the demo world's teacher (its checkpoint, config dir "
+        "and card text) when the demo world is installed.",
+    )
     pretrained: str | None = Field(
         None,
-        description="open_clip pretrained tag or checkpoint path; None = the demo teacher's "
-        "shipped checkpoint for the default model, random weights otherwise.",
+        description="open_clip pretrained tag (e.g. openai) or checkpoint file; unset: random "
+        "weights, seeded so that every process serves the same ones.",
+    )
+    config_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Folders of open_clip model configs (<architecture>.json) to register, for "
+        "architectures open_clip does not ship.",
+    )
+    description: str | None = Field(
+        None,
+        description="Text of the model card; unset: one generated from the name and the weights.",
     )
     device: str = Field(
         "cpu", description="torch device to run the model on, e.g. `cpu` or `cuda` (GPU image)."
     )
-    price_per_image_query: float = 0.0001
-    price_per_text_query: float = 0.00002
+    price_per_image_query: float = Field(0.0001, ge=0, description="Card price of one image.")
+    price_per_text_query: float = Field(0.00002, ge=0, description="Card price of one text.")
+
+    @field_validator("name", "pretrained", "description", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # compose passes `${VAR:-}` as an empty string for "not set"
+        return None if value == "" else value
 
 
 class LimitSettings(BaseModel):
     """Request-size limits, checked before anything is charged."""
 
-    max_request_bytes: int = Field(8 * 1024 * 1024, ge=1)
-    max_items_per_request: int = Field(64, ge=1)
+    max_request_bytes: int = Field(
+        8 * 1024 * 1024, ge=1, description="Bodies above this size are refused with 413."
+    )
+    max_items_per_request: int = Field(64, ge=1, description="Most images/texts per request.")
     max_text_chars: int = Field(2000, ge=1, description="Longest single text accepted.")
     max_image_pixels: int = Field(
         4096 * 4096, ge=1, description="width*height above this is refused before decoding."
@@ -38,39 +74,80 @@ class LimitSettings(BaseModel):
 class BatchSettings(BaseModel):
     """Dynamic batching of the single inference worker."""
 
-    max_batch: int = Field(32, ge=1)
+    max_batch: int = Field(32, ge=1, description="Most items per model call.")
     # 0: a batch is what queued while the model ran. Measured (benchmarks/bench_vendor.py,
     # 16 one-image clients, demo teacher): waiting 5 ms for fuller batches gave 0.6x the
     # throughput of no batching at all, waiting 0 ms 1.0x; the model is not the bottleneck.
-    max_wait_ms: float = Field(0.0, ge=0)
+    max_wait_ms: float = Field(
+        0.0, ge=0, description="Longest wait for a batch to fill while traffic is concurrent."
+    )
     # Test-only knob: sleep this long inside the worker before each batch, so a test can
     # SIGKILL a server while a charged request is deterministically still in flight.
-    debug_delay_ms: float = Field(0.0, ge=0)
+    debug_delay_ms: float = Field(
+        0.0, ge=0, description="Tests only: sleep before each batch (keeps charges in flight)."
+    )
 
 
 class RateLimitSettings(BaseModel):
     """Default per-key token bucket (a key may override both)."""
 
-    rps: float = Field(50.0, gt=0)
-    burst: int = Field(100, ge=1)
+    rps: float = Field(50.0, gt=0, description="Default per-key requests per second.")
+    burst: int = Field(100, ge=1, description="Default per-key burst (bucket size).")
 
 
-class VendorSettings(BaseSettings):
-    """Everything the vendor process needs; env vars ``VENDOR_*`` (``VENDOR_BATCH__MAX_BATCH``)."""
+class StoreSettings(BaseSettings):
+    """Where the metering database lives (all that ``keys`` and ``usage`` need)."""
 
     model_config = SettingsConfigDict(env_prefix="VENDOR_", env_nested_delimiter="__")
 
-    data_dir: Path = Field(Path("vendor-data"), description="Holds ledger.sqlite3 and metrics.")
-    admin_token: SecretStr | None = None
-    instance_id: str | None = Field(
-        None, description="Set by `serve` per start; in-flight charges of other ids are stale."
+    data_dir: Path = Field(
+        Path("vendor-data"), description="Holds ledger.sqlite3 (and the metrics of workers)."
     )
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite ledger file."""
+        return self.data_dir / "ledger.sqlite3"
+
+
+class VendorOptions(StoreSettings):
+    """Every setting of the vendor process that may also be a flag of ``serve``."""
+
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to bind.")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes (one model each).")
+    log_level: LogLevel = Field("info", description="uvicorn log level.")
+    access_log: bool = Field(True, description="Log one line per request.")
+    inference_threads: int = Field(1, ge=1, description="torch threads per worker process.")
     model: ModelSettings = ModelSettings()
     limits: LimitSettings = LimitSettings()
     batch: BatchSettings = BatchSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
-    inference_threads: int = Field(1, ge=1, description="torch threads per worker process.")
 
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "ledger.sqlite3"
+
+class VendorSettings(VendorOptions):
+    """Everything the vendor process needs: the options plus what is never a flag (a secret
+    would show in ``ps``; the instance id is chosen per start)."""
+
+    admin_token: SecretStr | None = Field(
+        None, description="Token of the admin API (env VENDOR_ADMIN_TOKEN only)."
+    )
+    instance_id: str | None = Field(
+        None, description="Set by `serve` per start; in-flight charges of other ids are stale."
+    )
+
+    def to_env(self) -> str:
+        """These settings as the JSON that :meth:`from_env` reads, without the admin token."""
+        return self.model_dump_json(include=set(VendorSettings.model_fields) - {"admin_token"})
+
+    @classmethod
+    def from_env(cls) -> VendorSettings:
+        """The settings ``serve`` handed down (``SETTINGS_ENV``), else from ``VENDOR_*`` vars.
+
+        The admin token always comes from ``VENDOR_ADMIN_TOKEN``.
+        """
+        raw = os.environ.get(SETTINGS_ENV)
+        if not raw:
+            return cls()
+        data: dict[str, Any] = json.loads(raw)
+        return cls(**data)

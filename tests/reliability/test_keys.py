@@ -144,7 +144,7 @@ def test_admin_token_is_required_to_serve(tmp_path) -> None:
     for token in (None, ""):
         run_env = dict(env) if token is None else {**env, "VENDOR_ADMIN_TOKEN": token}
         proc = subprocess.run(
-            [sys.executable, "-m", "vendor_service.cli", "serve", "--model", "vl2v-tiny",
+            [sys.executable, "-m", "vendor_service.cli", "serve", "--model.name", "vl2v-tiny",
              "--port", "1", "--data-dir", str(tmp_path / "d")],
             cwd=REPO_ROOT, env=run_env, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip

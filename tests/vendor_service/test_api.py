@@ -477,18 +477,6 @@ def test_unknown_route_and_method_use_the_error_shape(api):
     assert_error(api.client.get("/v1/embeddings/texts"), 405, "method_not_allowed")
 
 
-def test_missing_demo_checkpoint_is_a_clear_error(monkeypatch, tmp_path):
-    import demo_world.assets
-    from vendor_service.inference.loading import ModelUnavailable, resolve_pretrained
-    from vendor_service.settings import ModelSettings
-
-    monkeypatch.setattr(demo_world.assets, "demo_teacher_checkpoint", lambda: tmp_path / "no.pt")
-    with pytest.raises(ModelUnavailable, match="python -m demo_world build-teacher"):
-        resolve_pretrained(ModelSettings(name="vl2v-demo-v3"))
-    assert resolve_pretrained(ModelSettings(name="vl2v-tiny")) is None
-    assert resolve_pretrained(ModelSettings(name="ViT-B-32", pretrained="openai")) == "openai"
-
-
 def test_checkpoint_path_loads_through_open_clip_pretrained(tmp_path, tiny_model):
     import torch
 

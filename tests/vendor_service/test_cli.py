@@ -13,7 +13,7 @@ from vendor_service.metering import SQLiteStore
 
 @pytest.fixture(autouse=True)
 def _isolated_environ(monkeypatch):
-    # `serve` exports its settings as VENDOR_* env vars (for uvicorn workers); keep them here.
+    # `serve` exports its validated settings (VENDOR_SERVE_SETTINGS_JSON, for uvicorn workers).
     monkeypatch.setattr(os, "environ", os.environ.copy())
 
 
@@ -65,7 +65,7 @@ def test_keys_and_usage_work_on_the_data_dir(tmp_path, capsys):
 
 def test_serve_requires_admin_token(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("VENDOR_ADMIN_TOKEN", raising=False)
-    assert main(["serve", "--model", "vl2v-tiny", "--data-dir", str(tmp_path)]) == 2
+    assert main(["serve", "--model.name", "vl2v-tiny", "--data-dir", str(tmp_path)]) == 2
     assert "VENDOR_ADMIN_TOKEN" in capsys.readouterr().err
 
 
@@ -74,7 +74,7 @@ def test_serve_without_demo_checkpoint_names_the_build_command(tmp_path, monkeyp
 
     monkeypatch.setenv("VENDOR_ADMIN_TOKEN", "secret-admin")
     monkeypatch.setattr(demo_world.assets, "demo_teacher_checkpoint", lambda: tmp_path / "no.pt")
-    assert main(["serve", "--model", "vl2v-demo-v3", "--data-dir", str(tmp_path)]) == 2
+    assert main(["serve", "--data-dir", str(tmp_path)]) == 2  # no model: the demo teacher
     err = capsys.readouterr().err
     assert "python -m demo_world build-teacher" in err and "secret-admin" not in err
 
@@ -82,8 +82,9 @@ def test_serve_without_demo_checkpoint_names_the_build_command(tmp_path, monkeyp
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--model", "no-such-arch"], "unknown open_clip architecture"),
-        (["--model", "vl2v-tiny", "--pretrained", "/nonexistent/w.pt"], "does not exist"),
+        (["--model.name", "no-such-arch"], "unknown open_clip architecture"),
+        (["--model.name", "vl2v-tiny", "--pretrained", "/nonexistent/w.pt"], "does not exist"),
+        (["--model.name", "vl2v-tiny", "--model.pretrained", "/nonexistent/w.pt"], "not exist"),
     ],
 )
 def test_serve_refuses_unloadable_models_before_starting(
@@ -92,3 +93,75 @@ def test_serve_refuses_unloadable_models_before_starting(
     monkeypatch.setenv("VENDOR_ADMIN_TOKEN", "secret-admin")
     assert main(["serve", *flags, "--data-dir", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_serve_help_shows_every_flag_with_its_help_and_default(capsys):
+    import re
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    options = capsys.readouterr().out.split("options:", 1)[1]
+    # one entry per flag: its line and the help lines indented under it
+    entries = {
+        m.group(1): " ".join(m.group(2).split())
+        for m in re.finditer(r"^  (--\S+)(.*?)(?=^  -|^\S|\Z)", options, re.MULTILINE | re.DOTALL)
+    }
+    for flag, default in [
+        ("--host", "127.0.0.1"),
+        ("--port", "8000"),
+        ("--log-level", "info"),
+        ("--workers", "1"),
+        ("--data-dir", "vendor-data"),
+        ("--batch.max-batch", "32"),
+        ("--rate-limit.rps", "50.0"),
+        ("--model.name", "None"),
+    ]:
+        assert f"(default: {default})" in entries[flag], (flag, entries[flag])
+    assert "--max-batch int" in entries["--batch.max-batch"]  # the old spelling, an alias
+    assert len(entries) > 25
+    for flag, text in entries.items():
+        # a help text, then the default
+        assert re.search(r"\w.*\(default: .+\)", text), (flag, text)
+    assert "admin-token" not in options and "instance-id" not in options  # env-only
+
+
+def test_flags_and_env_vars_set_the_same_settings(monkeypatch, tmp_path):
+    from vendor_service.cli import Serve, parse
+
+    monkeypatch.setenv("VENDOR_BATCH__MAX_BATCH", "7")
+    monkeypatch.setenv("VENDOR_ADMIN_TOKEN", "tok")
+    monkeypatch.setenv("VENDOR_WORKERS", "3")
+    cmd = parse(["serve", "--max-wait-ms", "2", "--rate-limit.burst", "9", "--no-access-log"])
+    assert isinstance(cmd, Serve)
+    assert (cmd.batch.max_batch, cmd.batch.max_wait_ms, cmd.rate_limit.burst) == (7, 2.0, 9)
+    assert (cmd.workers, cmd.access_log) == (3, False)
+    assert cmd.settings().admin_token.get_secret_value() == "tok"
+    flag = parse(["serve", "--batch.max-batch", "5", "--model.config-dirs", f'["{tmp_path}"]'])
+    assert flag.batch.max_batch == 5 and flag.model.config_dirs == [tmp_path]  # flag beats env
+    with pytest.raises(SystemExit):
+        parse(["serve", "--admin-token", "x"])  # secrets are never flags
+
+
+def test_validated_settings_reach_workers_without_the_admin_token(monkeypatch, tmp_path):
+    from vendor_service.settings import SETTINGS_ENV, VendorSettings
+
+    settings = VendorSettings(
+        data_dir=tmp_path, admin_token="very-secret", model={"name": "vl2v-tiny"}, port=1234
+    )
+    handed = settings.to_env()
+    assert "very-secret" not in handed
+    monkeypatch.setenv(SETTINGS_ENV, handed)
+    monkeypatch.setenv("VENDOR_ADMIN_TOKEN", "very-secret")
+    monkeypatch.setenv("VENDOR_PORT", "1")  # the handed-down settings win over env vars
+    worker = VendorSettings.from_env()
+    assert worker.model_dump() == settings.model_dump()
+    assert worker.admin_token.get_secret_value() == "very-secret"
+
+
+def test_bad_values_are_one_line_errors(tmp_path, capsys):
+    d = ["--data-dir", str(tmp_path)]
+    assert main(["keys", "create", "--name", "a", "--budget", "-1", *d]) == 2
+    assert main(["serve", "--port", "99999", *d]) == 2
+    err = capsys.readouterr().err
+    assert "error: --budget:" in err and "error: --port:" in err and "Traceback" not in err
+    assert not (tmp_path / "ledger.sqlite3").exists()

@@ -11,6 +11,7 @@ would otherwise pay ``max_wait_ms`` on every request for a batch that never fill
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -18,19 +19,20 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any
 
+import numpy as np
 import torch
 
-Kind = Literal["images", "texts"]
+from shared_schemas import IMAGES, EmbeddingEndpoint
 
 
 @dataclass
 class Job:
-    kind: Kind
+    kind: EmbeddingEndpoint
     inputs: torch.Tensor  # images: [n, 3, H, W]; texts: [n, context_length] token ids
     normalize: bool
-    future: Future = field(default_factory=Future)
+    future: Future[np.ndarray] = field(default_factory=Future)
 
     @property
     def size(self) -> int:
@@ -70,7 +72,10 @@ class Batcher:
         self._queue.put(None)
         self._thread.join(timeout)
 
-    def submit(self, kind: Kind, inputs: torch.Tensor, normalize: bool) -> Future:
+    def submit(
+        self, kind: EmbeddingEndpoint, inputs: torch.Tensor, normalize: bool
+    ) -> Future[np.ndarray]:
+        """Queue ``inputs`` for the worker; the future resolves to their [n, D] embeddings."""
         job = Job(kind, inputs, normalize)
         if self._stopping:
             job.future.set_exception(RuntimeError("inference worker is stopping"))
@@ -78,6 +83,12 @@ class Batcher:
         self._queue.put(job)
         self._on_queue_depth(self._queue.qsize() + len(self._held))
         return job.future
+
+    async def embed(
+        self, kind: EmbeddingEndpoint, inputs: torch.Tensor, normalize: bool
+    ) -> np.ndarray:
+        """``submit`` awaited from the event loop: [n, D] little-endian float32."""
+        return await asyncio.wrap_future(self.submit(kind, inputs, normalize))
 
     # -- worker ------------------------------------------------------------------------------
 
@@ -120,27 +131,27 @@ class Batcher:
                 # whatever piled up while the model ran); only an empty queue waits.
                 # Read the queue only: a held job of the other kind popped here would be
                 # re-held at once, spinning until the deadline.
-                job = self._from_queue(0)
-                if job is None:
+                queued = self._from_queue(0)
+                if queued is None:
                     left = deadline - time.monotonic()
                     if left <= 0 or self._last_jobs <= 1:
                         break
-                    job = self._from_queue(left)
-                if job is None:
+                    queued = self._from_queue(left)
+                if queued is None:
                     if self._stopping:
                         break
                     continue
-                if job.kind != first.kind:
-                    self._held.append(job)
+                if queued.kind != first.kind:
+                    self._held.append(queued)
                     # drain order: held jobs are served before newer queue entries
                     continue
-                jobs.append(job)
-                items += job.size
+                jobs.append(queued)
+                items += queued.size
             self._last_jobs = len(jobs)
             self._on_queue_depth(self._queue.qsize() + len(self._held))
             self._execute(first.kind, jobs)
 
-    def _execute(self, kind: Kind, jobs: list[Job]) -> None:
+    def _execute(self, kind: EmbeddingEndpoint, jobs: list[Job]) -> None:
         try:
             if self.debug_delay_s:
                 time.sleep(self.debug_delay_s)
@@ -149,7 +160,9 @@ class Batcher:
             outs = []
             with torch.inference_mode():
                 for chunk in inputs.split(self.max_batch):
-                    encode = self.model.encode_image if kind == "images" else self.model.encode_text
+                    encode: Any = (
+                        self.model.encode_image if kind == IMAGES else self.model.encode_text
+                    )
                     outs.append(encode(chunk.to(device)).float().cpu())  # [b, D]
                     self._on_batch(kind, int(chunk.shape[0]))
             feats = torch.cat(outs)  # [N, D]

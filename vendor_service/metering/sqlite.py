@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from shared_schemas import EmbeddingEndpoint
 from vendor_service.metering.store import (
     ChargeOutcome,
     ChargeResult,
@@ -230,7 +231,7 @@ class SQLiteStore:
         queries: int,
         *,
         request_id: str,
-        endpoint: str,
+        endpoint: EmbeddingEndpoint,
         owner: str,
         idem_key: str | None = None,
         body_sha256: str | None = None,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from shared_schemas import EmbeddingEndpoint, LedgerStatus
+
 
 def hash_key(clear_key: str) -> str:
     """sha256 hex of a clear API key; only this is stored."""
@@ -45,9 +47,9 @@ class LedgerRow:
     seq: int
     request_id: str
     created_at: datetime
-    endpoint: str
+    endpoint: EmbeddingEndpoint
     queries: int
-    status: str
+    status: LedgerStatus
     idempotency_key: str | None
 
 
@@ -118,7 +120,7 @@ class Store(Protocol):
         queries: int,
         *,
         request_id: str,
-        endpoint: str,
+        endpoint: EmbeddingEndpoint,
         owner: str,
         idem_key: str | None = None,
         body_sha256: str | None = None,

@@ -12,32 +12,22 @@ from vendor_service.settings import VendorSettings
 router = APIRouter(prefix="/v1", tags=["models"])
 
 
-def _description(model: LoadedModel) -> str:
-    from demo_world.assets import DEMO_TEACHER_MODEL
-
-    if model.name == DEMO_TEACHER_MODEL and model.trained:
-        from demo_world.assets import DEMO_TEACHER_DESCRIPTION
-
-        return DEMO_TEACHER_DESCRIPTION
+def _description(model: LoadedModel, settings: VendorSettings) -> str:
+    if settings.model.description:
+        return settings.model.description
     if not model.trained:
         return f"{model.name}: random weights (untrained), for tests only"
     return f"{model.name} ({model.pretrained}) served by vendor-service"
 
 
 def model_card(model: LoadedModel, settings: VendorSettings) -> ModelCard:
-    """The public description of the served model and its prices."""
-    return ModelCard(
-        id=model.name,
-        pretrained=model.pretrained,
-        trained=model.trained,
-        description=_description(model),
-        fingerprint=model.fingerprint,
-        embed_dim=model.embed_dim,
-        image_size=model.image_size,
-        image_mean=model.image_mean,
-        image_std=model.image_std,
-        context_length=model.context_length,
-        logit_scale=model.logit_scale,
+    """The public description of the served model: its facts, text, prices and limits.
+
+    The facts come from ``model_io`` (the same as a local copy of the model states); the
+    description, the prices and the request limits are the vendor's own.
+    """
+    return model.card(
+        description=_description(model, settings),
         price_per_image_query=settings.model.price_per_image_query,
         price_per_text_query=settings.model.price_per_text_query,
         max_items_per_request=settings.limits.max_items_per_request,

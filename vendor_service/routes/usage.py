@@ -32,9 +32,9 @@ def usage_response(summary: UsageSummary) -> UsageResponse:
             LedgerEntryPublic(
                 request_id=e.request_id,
                 created_at=e.created_at,
-                endpoint=e.endpoint,  # type: ignore[arg-type]
+                endpoint=e.endpoint,
                 queries=e.queries,
-                status=e.status,  # type: ignore[arg-type]
+                status=e.status,
                 idempotency_key=e.idempotency_key,
             )
             for e in summary.entries

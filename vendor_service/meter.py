@@ -1,0 +1,232 @@
+"""The metering protocol of one embedding request: check, charge, complete or refund.
+
+A :class:`Meter` is the last link of the dependency chain (key -> account -> budget). A route
+asks it for a :class:`Charge` and uses that as an async context manager::
+
+    charge = meter.charge(TEXTS, body, len(body.texts), idempotency_key)
+    await charge.check_idempotency_key()   # a finished retry is answered here, for free
+    inputs = ...                           # decode / tokenize: invalid input charges nothing
+    async with charge:                     # charged all-or-nothing on entry
+        vectors = ...
+        return await charge.complete(response)  # stored for replays; refunded on any error
+
+Every outcome of the store becomes an HTTP answer here and nowhere else (:func:`refusal`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from types import TracebackType
+
+from fastapi.responses import Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from shared_schemas import BudgetPublic, EmbeddingEndpoint, EmbeddingResponse
+from vendor_service.errors import ApiError
+from vendor_service.metering import ChargeOutcome, ChargeResult, Store
+from vendor_service.metrics import Metrics
+
+
+class Replayed(Exception):
+    """Answer with a stored response (an idempotent retry): nothing runs, nothing is charged.
+
+    Raised rather than returned because a retry can be recognised at two points (before the
+    inputs are decoded, and atomically at the charge); the app's handler sends ``response``.
+    """
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("idempotent replay")
+        self.response = response
+
+
+def metered_headers(charged: int, remaining: int) -> dict[str, str]:
+    """The headers every metered response carries."""
+    return {"X-Queries-Charged": str(charged), "X-Budget-Remaining": str(remaining)}
+
+
+def refusal(result: ChargeResult, queries: int) -> ApiError:
+    """The error for a charge the store did not take (or an idempotency conflict)."""
+    headers = metered_headers(0, result.remaining)
+    if result.outcome is ChargeOutcome.BODY_MISMATCH:
+        return ApiError(
+            422, "idempotency_key_reused", "Idempotency-Key was used with a different body", headers
+        )
+    if result.outcome is ChargeOutcome.IN_FLIGHT:
+        headers["Retry-After"] = "1"  # the first request usually finishes within a second
+        return ApiError(
+            409,
+            "idempotency_in_flight",
+            "a request with this Idempotency-Key is in flight",
+            headers,
+        )
+    if result.outcome is ChargeOutcome.INSUFFICIENT:
+        return ApiError(
+            402,
+            "budget_exceeded",
+            f"request needs {queries} queries; {result.remaining} remain",
+            headers,
+        )
+    return ApiError(401, "invalid_key", "unknown or revoked API key")
+
+
+def _replay(result: ChargeResult) -> Replayed:
+    body = json.loads(result.stored_response or b"{}")
+    body["usage"] = {"queries": 0}
+    body["budget"] = {"limit": result.limit, "used": result.used, "remaining": result.remaining}
+    return Replayed(
+        Response(
+            json.dumps(body).encode(),
+            media_type="application/json",
+            headers={**metered_headers(0, result.remaining), "Idempotent-Replayed": "true"},
+        )
+    )
+
+
+class Charge:
+    """One request's charge; see the module docstring for the order of the calls."""
+
+    def __init__(
+        self,
+        meter: Meter,
+        endpoint: EmbeddingEndpoint,
+        queries: int,
+        body_sha256: str,
+        idempotency_key: str | None,
+    ) -> None:
+        self._meter = meter
+        self.endpoint = endpoint
+        self.queries = queries
+        self._body_sha256 = body_sha256
+        self._idem_key = idempotency_key
+        self._result: ChargeResult | None = None
+        self._completed = False
+
+    @property
+    def budget(self) -> BudgetPublic:
+        """The key's budget right after this charge (only inside ``async with``)."""
+        if self._result is None:
+            raise RuntimeError("not charged yet")
+        r = self._result
+        return BudgetPublic(limit=r.limit, used=r.used, remaining=r.remaining)
+
+    async def check_idempotency_key(self) -> None:
+        """Cheap early answer for a retry, before its inputs are decoded.
+
+        Raises:
+            Replayed: the same key and body finished before.
+            ApiError: the key is in flight (409) or was used with another body (422).
+        """
+        if self._idem_key is None:
+            return
+        m = self._meter
+        seen = await run_in_threadpool(
+            m.store.lookup_idempotent, m.key_id, self._idem_key, self._body_sha256
+        )
+        if seen is None:
+            return
+        if seen.outcome is ChargeOutcome.REPLAY:
+            raise _replay(seen)
+        raise refusal(seen, self.queries)
+
+    async def __aenter__(self) -> Charge:  # noqa: PYI034
+        """Charge all-or-nothing (one atomic conditional update); the store re-checks the key."""
+        m = self._meter
+        result = await run_in_threadpool(
+            m.store.charge,
+            m.key_id,
+            self.queries,
+            request_id=m.request_id,
+            endpoint=self.endpoint,
+            owner=m.owner,
+            idem_key=self._idem_key,
+            body_sha256=self._body_sha256,
+        )
+        if result.outcome is ChargeOutcome.REPLAY:
+            raise _replay(result)
+        if result.outcome is not ChargeOutcome.CHARGED:
+            raise refusal(result, self.queries)
+        self._result = result
+        return self
+
+    async def complete(self, response: EmbeddingResponse) -> Response:
+        """Store the response (for replays), mark the charge done, and answer with it."""
+        m = self._meter
+        body = response.model_dump_json().encode()
+        await run_in_threadpool(m.store.complete, m.key_id, m.request_id, body)
+        self._completed = True
+        m.metrics.queries_charged.labels(self.endpoint).inc(self.queries)
+        return Response(
+            body,
+            media_type="application/json",
+            headers=metered_headers(self.queries, self.budget.remaining),
+        )
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._completed:
+            return
+        # The client gets no embeddings, so it pays nothing. A blocking call on purpose: it
+        # must run even while this task is being cancelled.
+        m = self._meter
+        m.store.refund(m.key_id, m.request_id)
+        if exc is None:
+            raise RuntimeError("a charge was left without complete(); it was refunded")
+        if isinstance(exc, Exception):
+            raise ApiError(
+                500, "inference_failed", "inference failed; nothing was charged"
+            ) from None
+        # BaseException (cancellation, shutdown) propagates unchanged.
+
+
+class Meter:
+    """Charges the caller's budget for one request (the last link of the dependency chain)."""
+
+    def __init__(
+        self,
+        *,
+        key_id: str,
+        store: Store,
+        owner: str,
+        request_id: str,
+        metrics: Metrics,
+        max_items: int,
+    ) -> None:
+        self.key_id = key_id
+        self.store = store
+        self.owner = owner
+        self.request_id = request_id
+        self.metrics = metrics
+        self.max_items = max_items
+
+    def charge(
+        self,
+        endpoint: EmbeddingEndpoint,
+        request: BaseModel,
+        queries: int,
+        idempotency_key: str | None,
+    ) -> Charge:
+        """The charge for ``request`` (``queries`` items), not taken yet.
+
+        Raises:
+            ApiError: 422 for an empty request or more items than one request may hold.
+        """
+        if queries == 0:
+            raise ApiError(422, "empty_request", f"`{endpoint}` must contain at least one item")
+        if queries > self.max_items:
+            raise ApiError(
+                422,
+                "too_many_items",
+                f"{queries} {endpoint} in one request; at most {self.max_items}",
+            )
+        # The idempotency fingerprint of the request; unchanged format, so a retry after a
+        # restart or an upgrade still matches its stored answer.
+        body_sha256 = hashlib.sha256(
+            json.dumps([endpoint, request.model_dump()], sort_keys=True).encode()
+        ).hexdigest()
+        return Charge(self, endpoint, queries, body_sha256, idempotency_key)
