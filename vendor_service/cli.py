@@ -24,6 +24,7 @@ from pydantic_settings import (
     CliApp,
     CliPositionalArg,
     CliSubCommand,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
@@ -143,7 +144,29 @@ class Serve(VendorOptions):
         return 0
 
 
-class KeysCreate(StoreSettings):
+class _DataDirFromEnv(EnvSettingsSource):
+    """The environment, for the data dir only: a command's own arguments are flags."""
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in super().__call__().items() if k in StoreSettings.model_fields}
+
+
+class StoreCommand(StoreSettings):
+    """A command on the ledger file; of the environment it reads ``VENDOR_DATA_DIR`` only."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _DataDirFromEnv(settings_cls))
+
+
+class KeysCreate(StoreCommand):
     """Create a key; prints the clear key once (only its hash is stored)."""
 
     name: str = Field(description="Who the key is for.")
@@ -160,7 +183,7 @@ class KeysCreate(StoreSettings):
         return 0
 
 
-class KeysList(StoreSettings):
+class KeysList(StoreCommand):
     """List keys (never a clear key or a hash)."""
 
     def run(self) -> int:
@@ -170,7 +193,7 @@ class KeysList(StoreSettings):
         return 0
 
 
-class KeysTopUp(StoreSettings):
+class KeysTopUp(StoreCommand):
     """Add queries to a key's budget."""
 
     key_id: CliPositionalArg[str] = Field(description="The key's id (key_...).")
@@ -184,7 +207,7 @@ class KeysTopUp(StoreSettings):
             store.close()
 
 
-class KeysRevoke(StoreSettings):
+class KeysRevoke(StoreCommand):
     """Revoke a key: it gets 401 from then on (its ledger is kept)."""
 
     key_id: CliPositionalArg[str] = Field(description="The key's id (key_...).")
@@ -206,7 +229,7 @@ class Keys(BaseModel):
     revoke: CliSubCommand[KeysRevoke] = Field(description="Revoke a key.")
 
 
-class Usage(StoreSettings):
+class Usage(StoreCommand):
     """Usage and ledger of one key or of all keys (JSON)."""
 
     key_id: str | None = Field(None, description="One key (default: all keys).")
@@ -263,15 +286,26 @@ class VendorCli(BaseSettings):
 _COMMAND_NAMES = {"serve", "keys", "usage", "create", "list", "topup", "revoke"}
 
 
-def parse(
-    argv: Sequence[str] | None = None,
-) -> Serve | KeysCreate | KeysList | KeysTopUp | KeysRevoke | Usage:
-    """The command ``argv`` selects, validated (``SystemExit`` on --help or a usage error)."""
+Command = Serve | KeysCreate | KeysList | KeysTopUp | KeysRevoke | Usage
+
+
+def parse(argv: Sequence[str] | None = None) -> Command:
+    """The command ``argv`` selects, validated.
+
+    Raises:
+        SystemExit: on ``--help`` or a flag argparse refuses.
+        ValidationError: a value the settings refuse.
+        SettingsError: no (or an incomplete) subcommand.
+    """
     root = CliApp.run(VendorCli, cli_args=list(sys.argv[1:] if argv is None else argv))
-    command: Any = get_subcommand(root)
+    command = get_subcommand(root, is_required=False)
     if isinstance(command, Keys):
-        command = get_subcommand(command)
-    return command  # type: ignore[no-any-return]
+        command = get_subcommand(command, is_required=False)
+        if command is None:
+            raise SettingsError("`keys` needs a subcommand: create, list, topup or revoke")
+    if not isinstance(command, (Serve, KeysCreate, KeysList, KeysTopUp, KeysRevoke, Usage)):
+        raise SettingsError("a subcommand is required: serve, keys or usage (see --help)")
+    return command
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -165,3 +165,17 @@ def test_bad_values_are_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "error: --budget:" in err and "error: --port:" in err and "Traceback" not in err
     assert not (tmp_path / "ledger.sqlite3").exists()
+    assert main([]) == 2 and main(["keys"]) == 2
+    err = capsys.readouterr().err
+    assert "error: a subcommand is required" in err and "error: `keys` needs a subcommand" in err
+
+
+def test_key_commands_read_only_the_data_dir_from_the_environment(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("VENDOR_DATA_DIR", str(tmp_path / "from-env"))
+    monkeypatch.setenv("VENDOR_BUDGET", "7")  # a command's arguments are flags, not env vars
+    monkeypatch.setenv("VENDOR_NAME", "from-env")
+    assert main(["keys", "create"]) == 2
+    assert "error: --name: Field required" in capsys.readouterr().err
+    assert main(["keys", "create", "--name", "a", "--budget", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["limit"] == 3
+    assert (tmp_path / "from-env" / "ledger.sqlite3").is_file()
