@@ -2,10 +2,11 @@
 
 Every flag, its help text and its default come from the settings classes
 (``vendor_service.settings``) through pydantic-settings' CLI: ``serve`` takes every
-``VendorSettings`` field (nested groups as ``--batch.max-batch``; today's flat spellings such as
-``--max-batch`` stay as aliases), and every ``VENDOR_*`` env var sets the same field. The admin
-token is env-only: it is no field of the command, so no flag can carry it. ``keys`` and ``usage`` open the SQLite ledger directly, so they work without
-a running server (and inside the container, next to the data volume).
+``VendorOptions`` field (nested groups as ``--batch.max-batch``; the earlier flat spellings such
+as ``--max-batch`` stay as aliases), and every ``VENDOR_*`` env var sets the same field. The
+admin token is env-only: it is no field of the command, so no flag can carry it. ``keys`` and
+``usage`` open the SQLite ledger directly, so they work without a running server (and inside
+the container, next to the data volume).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class Serve(VendorOptions):
         return VendorSettings(**self.model_dump())
 
     def run(self) -> int:
+        """Check, recover stale charges, then serve until stopped; returns the exit code."""
         from vendor_service.inference.loading import ModelUnavailable
 
         settings = self.settings()
@@ -108,12 +110,12 @@ class Serve(VendorOptions):
             return 2
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        settings = settings.model_copy(update={"instance_id": "inst_" + uuid.uuid4().hex})
-        assert settings.instance_id is not None
+        instance_id = "inst_" + uuid.uuid4().hex
+        settings = settings.model_copy(update={"instance_id": instance_id})
         # Before any worker serves: charges still in flight from an earlier run never reached a
         # client (the process died), so they are refunded and their idempotency keys freed.
         store = SQLiteStore(settings.db_path)
-        refunded = store.recover_stale(settings.instance_id)
+        refunded = store.recover_stale(instance_id)
         store.close()
         if refunded:
             print(
@@ -175,6 +177,7 @@ class KeysCreate(StoreCommand):
     burst: int | None = Field(None, ge=1, description="Rate limit burst override.")
 
     def run(self) -> int:
+        """Print the new key with its clear text (JSON); returns the exit code."""
         store = SQLiteStore(self.db_path)
         clear, key = store.create_key(self.name, self.budget, self.rps, self.burst)
         store.close()
@@ -187,6 +190,7 @@ class KeysList(StoreCommand):
     """List keys (never a clear key or a hash)."""
 
     def run(self) -> int:
+        """Print every key (JSON); returns the exit code."""
         store = SQLiteStore(self.db_path)
         print(json.dumps([_key_json(k) for k in store.list_keys()], indent=2))
         store.close()
@@ -200,6 +204,7 @@ class KeysTopUp(StoreCommand):
     queries: int = Field(description="Queries added to the key's limit.")
 
     def run(self) -> int:
+        """Print the topped-up key (JSON); 1 for an unknown key."""
         store = SQLiteStore(self.db_path)
         try:
             return _print_key_or_fail(store.top_up(self.key_id, self.queries), self.key_id)
@@ -213,6 +218,7 @@ class KeysRevoke(StoreCommand):
     key_id: CliPositionalArg[str] = Field(description="The key's id (key_...).")
 
     def run(self) -> int:
+        """Print the revoked key (JSON); 1 for an unknown key."""
         store = SQLiteStore(self.db_path)
         try:
             return _print_key_or_fail(store.revoke(self.key_id), self.key_id)
@@ -236,6 +242,7 @@ class Usage(StoreCommand):
     limit: int = Field(20, ge=1, description="Ledger rows per key.")
 
     def run(self) -> int:
+        """Print the usage (JSON); 1 for an unknown key."""
         from vendor_service.routes.usage import usage_response
 
         store = SQLiteStore(self.db_path)
