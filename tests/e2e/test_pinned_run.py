@@ -24,8 +24,7 @@ import pytest
 import torch
 
 from client_distiller.cli import main
-
-from .synthetic import write_tiny_domainbed
+from tests.helpers.synthetic import write_domainbed
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +89,7 @@ def _norm(checkpoint: str) -> float:
 
 
 def test_tiny_runs_reproduce_the_pinned_numbers(tmp_path: Path) -> None:
-    data = write_tiny_domainbed(tmp_path / "data", per_class=6)
+    data = write_domainbed(tmp_path / "data", per_class=6)
     common = [
         "--data", str(data), "--target-domain", "flat", "--local-teacher", "vl2v-tiny",
         "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--threads", "1",

@@ -19,9 +19,8 @@ import pytest
 from client_distiller.cli import main
 from client_distiller.data import DomainFolder
 from client_distiller.plan import build_plan
+from tests.helpers.synthetic import write_domainbed
 from tests.helpers.vendor_process import REPO_ROOT, start_vendor
-
-from .synthetic import write_tiny_domainbed
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +63,7 @@ def _records(out: Path) -> list[dict]:
 def world(tmp_path_factory):
     # One vendor for the module; each test uses its own key, cache and output folder.
     tmp = tmp_path_factory.mktemp("world")
-    data = write_tiny_domainbed(tmp / "data", per_class=4)
+    data = write_domainbed(tmp / "data", per_class=4)
     vendor = start_vendor(tmp)
     try:
         yield data, vendor

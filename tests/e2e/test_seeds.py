@@ -12,12 +12,11 @@ import json
 import torch
 
 from client_distiller.cli import main
-
-from .synthetic import write_tiny_domainbed
+from tests.helpers.synthetic import write_domainbed
 
 
 def test_seeds_give_different_sd_students(tmp_path):
-    data = write_tiny_domainbed(tmp_path / "data", per_class=4)
+    data = write_domainbed(tmp_path / "data", per_class=4)
     out = tmp_path / "out"
     args = [
         "run",
