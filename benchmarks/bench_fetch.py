@@ -111,12 +111,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=BENCH_DIR, help="result folder")
     args = p.parse_args(argv)
 
-    from client_distiller.data import resolve_dataset
+    from client_distiller.commands.common import open_dataset
+    from client_distiller.commands.options import DatasetOptions
     from client_distiller.plan import build_plan
     from vendor_service.process import start_vendor
 
     teacher = choose_teacher(args.model, args.out / "scratch")
-    dataset = resolve_dataset("demo")
+    dataset = open_dataset(DatasetOptions())  # --data demo, in $VL2V_DATA_DIR
     target = args.target_domain or dataset.domains[-1]
     plan = build_plan(dataset, target, views=args.views)
     count = plan.count()

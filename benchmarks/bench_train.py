@@ -2,9 +2,10 @@
 
 Rows (issue 7):
   6. time of the whole Align stage (frozen features of every training pair, the Align
-     steps, its checkpoint) divided by the time of one epoch of the Distill stage (one pass
-     over the training pairs, loading the Align checkpoint and saving its own), both through
-     ``client_distiller.train.train`` with ``ADiP`` on the demo benchmark (one held-out style).
+     steps, its checkpoint, and loading it back for Distill) divided by the time of one epoch
+     of the Distill stage (one pass over the training pairs and saving its checkpoint), both
+     through ``client_distiller.train.train`` with ``ADiP`` on the demo benchmark (one
+     held-out style).
   7. Distill-stage student images/s (the whole stage) divided by a bare loop on the same
      timm backbone and projection, same batch (32 per source domain), same uint8 inputs and the
      same loss: index, convert, forward, backward, Adam step; nothing else.
@@ -38,10 +39,12 @@ def build_pairs(target: str | None, views: int, size: int, progress: bool):
     import torch
     from tqdm import tqdm
 
-    from client_distiller.data import ViewBank, load_image, make_splits, resolve_dataset
+    from client_distiller.commands.common import open_dataset
+    from client_distiller.commands.options import DatasetOptions
+    from client_distiller.data import ViewBank, load_image, make_splits
     from client_distiller.models.student import to_tensor_batch
 
-    dataset = resolve_dataset("demo")
+    dataset = open_dataset(DatasetOptions())  # --data demo, in $VL2V_DATA_DIR
     target = target or dataset.domains[-1]
     splits = make_splits(dataset, target)
     bank = ViewBank(views, size=size)
@@ -66,12 +69,13 @@ def build_pairs(target: str | None, views: int, size: int, progress: bool):
 
 def student_spec():
     """The demo student when its weights ship, else the same timm architecture untrained."""
+    from client_distiller.commands import demo
     from demo_world.assets import DEMO_STUDENT_MODEL, demo_student_checkpoint
 
     if demo_student_checkpoint().is_file():
-        return {"kind": "demo"}, True, f"demo student ({DEMO_STUDENT_MODEL}, shipped weights)"
+        return demo.student(), True, f"demo student ({DEMO_STUDENT_MODEL}, shipped weights)"
     return (
-        {"kind": "timm", "name": DEMO_STUDENT_MODEL},
+        demo.student(),
         False,
         f"{DEMO_STUDENT_MODEL} (random init: {demo_student_checkpoint().name} missing)",
     )
@@ -133,17 +137,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from client_distiller.algorithms import ADiP, BuildContext, HParams
-    from client_distiller.models.student import build_backbone, timm_data_config
     from client_distiller.train import PairData, TrainConfig, sample_rows, train
 
     torch.set_flush_denormal(True)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     spec, pretrained, student_desc = student_spec()
-    backbone, _ = build_backbone(spec, pretrained=False)
-    cfg = timm_data_config(backbone)
+    cfg = spec.data_config()
     size = cfg["input_size"]
-    del backbone
     x, y, dom, target, n_classes = build_pairs(args.target_domain, args.views, size, True)
     m, n_dom = len(y), int(dom.max()) + 1
     per_step = args.batch_size * n_dom
@@ -161,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         classes=[f"c{i}" for i in range(n_classes)],
         class_text=class_text,
         logit_scale=100.0,
-        backbone_spec=spec,
+        student=spec,
         pretrained=pretrained,
         input_size=size,
         mean=cfg["mean"],
@@ -172,9 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     class TimedADiP(ADiP):
         """ADiP that notes when each stage begins (the stage's set-up is part of its cost)."""
 
-        def begin_stage(self, stage, *, workdir, train_x):
-            marks[stage] = (time.perf_counter(), time.process_time())
-            super().begin_stage(stage, workdir=workdir, train_x=train_x)
+        def begin_stage(self, stage, *, train_x=None):
+            marks[stage.name] = (time.perf_counter(), time.process_time())
+            super().begin_stage(stage, train_x=train_x)
 
     data = PairData(x=x, y=y, domain=dom, t_img=t_img)
     scratch = Path(tempfile.mkdtemp(prefix="train-", dir=_scratch(args.out)))

@@ -4,7 +4,7 @@ Fills a fresh cache for the demo plan with an in-process teacher, then runs the 
 again under ``py-spy record`` and prints the top functions (own time and total time).
 
     .venv/bin/python benchmarks/profile_refetch.py
-    .venv/bin/python benchmarks/profile_refetch.py --views 4 --model vl2v-demo
+    .venv/bin/python benchmarks/profile_refetch.py --views 4 --model vl2v-demo-v3
 """
 
 from __future__ import annotations
@@ -25,21 +25,24 @@ from _common import BENCH_DIR, REPO_ROOT
 
 def fetch_once(cache_dir: Path, model: str, target: str | None, views: int) -> None:
     """One ``fetch_plan`` of the demo plan with a local teacher; prints seconds and sends."""
-    from client_distiller.data import resolve_dataset
+    from client_distiller.commands import demo
+    from client_distiller.commands.common import open_dataset
+    from client_distiller.commands.options import DatasetOptions
     from client_distiller.plan import build_plan, fetch_plan
     from client_distiller.teacher import open_teacher
 
-    dataset = resolve_dataset("demo")
+    dataset = open_dataset(DatasetOptions())  # --data demo, in $VL2V_DATA_DIR
     plan = build_plan(dataset, target or dataset.domains[-1], views=views)
     with open_teacher(
-        endpoint=None, api_key=None, cache_dir=cache_dir, local_model=model
+        cache_dir=cache_dir, local_model=model, clip_config_dirs=demo.clip_config_dirs()
     ) as teacher:
         _ = teacher.card
         t0 = time.perf_counter()
         fetch_plan(plan, teacher, progress=False)
+        stats = teacher.stats()
         print(
-            f"fetch_plan: {time.perf_counter() - t0:.2f} s, sent {teacher.sent}, "
-            f"hits {teacher.cache_hits}",
+            f"fetch_plan: {time.perf_counter() - t0:.2f} s, sent {stats.sent}, "
+            f"hits {stats.cache_hits}",
             flush=True,
         )
 

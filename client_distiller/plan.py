@@ -12,6 +12,7 @@ cache):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from client_distiller.data import (
     load_image,
     make_splits,
 )
+from client_distiller.teacher import CachedTeacher, Teacher
+from shared_schemas import IMAGES, TEXTS, EmbeddingEndpoint, ModelCard
 
 DEFAULT_PROMPTS = ("a photo of a {}",)
 TRAIN_VIEWS = "train-views"
@@ -202,16 +205,17 @@ class PlanEmbeddings:
 
 
 def fetch_plan(
-    plan: Plan, teacher, *, progress: bool = True, batch_size: int = 256
+    plan: Plan, teacher: Teacher, *, progress: bool = True, batch_size: int = 256
 ) -> PlanEmbeddings:
     """Ask the teacher for everything in the plan (texts first, then images by batch).
 
-    With a ``CachedTeacher`` only cache misses are paid for, and everything fetched before an
-    error (402, the query cap, a crash) stays cached for the next call.
+    With a ``CachedTeacher`` only cache misses are paid for, everything fetched before an
+    error (402, the query cap, a crash) stays cached for the next call, and a complete fetch
+    is also stored as one block (the plan memo) that a rerun reads at once.
 
     Args:
         plan: from ``build_plan``.
-        teacher: any ``Teacher``.
+        teacher: any ``Teacher``; a ``CachedTeacher`` adds the memo and a live progress bar.
         progress: show a tqdm bar (items, cached or not).
         batch_size: images rendered and requested per call.
     """
@@ -220,19 +224,16 @@ def fetch_plan(
         fingerprint=card.fingerprint, logit_scale=card.logit_scale, image_size=card.image_size
     )
     count = plan.count()
-    # A CachedTeacher reports cache hits and then each chunk as it lands, so the bar moves
-    # while a batch is still in flight (a slow vendor takes a while per batch).
-    live = hasattr(teacher, "progress")
-    # A complete fetch also stores the whole plan's answers under one cache key, so a rerun
-    # reads them at once instead of re-rendering and re-encoding every view just to hash its
-    # bytes (93% of a rerun's time, profiled with benchmarks/profile_refetch.py).
-    cache = getattr(teacher, "cache", None)
-    memo_key = plan_memo_key(plan, card) if cache is not None else None
-    if memo_key is not None:
-        memo = cache.get_many([memo_key]).get(memo_key)
-        if memo is not None and memo.size == count.total * card.embed_dim:
-            _fill(out, plan, memo.reshape(count.total, card.embed_dim))
-            _record_memo_hits(teacher, plan)
+    cached = teacher if isinstance(teacher, CachedTeacher) else None
+    # The memo spares a rerun re-rendering and re-encoding every view just to hash its bytes
+    # (93% of a rerun's time, profiled with benchmarks/profile_refetch.py).
+    memo_key = plan_memo_key(plan, card) if cached is not None else None
+    if cached is not None and memo_key is not None:
+        memo = cached.recall(memo_key, count.total)
+        if memo is not None:
+            _fill(out, plan, memo)
+            for (purpose, endpoint), n in _query_groups(plan).items():
+                cached.record_cache_hits(purpose, endpoint, n)
             if progress:
                 tqdm.write(f"teacher: {count.total} answers read from the cache")
             return out
@@ -240,24 +241,22 @@ def fetch_plan(
     with tqdm(
         total=count.total, unit="q", desc="teacher", disable=not progress, dynamic_ncols=True
     ) as bar:
-        if live:
-            teacher.progress = bar.update
-        try:
+        # A CachedTeacher reports cache hits and then each chunk as it lands, so the bar moves
+        # while a batch is still in flight (a slow vendor takes a while per batch).
+        live = cached.reporting(bar.update) if cached is not None else contextlib.nullcontext()
+        with live:
             texts = [q.text for q in plan.text_queries]
             rows.append(teacher.embed_texts(texts, purpose=CLASS_TEXTS))
-            if not live:
+            if cached is None:
                 bar.update(len(texts))
             for purpose, queries, images in iter_image_batches(plan, card.image_size, batch_size):
                 rows.append(teacher.embed_images(images, purpose=purpose))
-                if not live:
+                if cached is None:
                     bar.update(len(queries))
-        finally:
-            if live:
-                teacher.progress = None
     answers = np.concatenate(rows).astype(np.float32, copy=False)  # (texts + images, D)
     _fill(out, plan, answers)
-    if memo_key is not None:
-        cache.put_many({memo_key: answers})
+    if cached is not None and memo_key is not None:
+        cached.remember(memo_key, answers)
     return out
 
 
@@ -273,33 +272,21 @@ def _fill(out: PlanEmbeddings, plan: Plan, emb: np.ndarray) -> None:
             out.train[(q.sample.id, q.view)] = e
 
 
-def _record_memo_hits(teacher, plan: Plan) -> None:
-    """Count a memo read as the cache hits it stands for, in the ledger as item reads would."""
-    groups: dict[tuple[str, str], int] = {}
+def _query_groups(plan: Plan) -> dict[tuple[str, EmbeddingEndpoint], int]:
+    """Queries per (purpose, endpoint), in the ledger's terms."""
+    groups: dict[tuple[str, EmbeddingEndpoint], int] = {}
     if plan.text_queries:
-        groups[(CLASS_TEXTS, "texts")] = len(plan.text_queries)
+        groups[(CLASS_TEXTS, TEXTS)] = len(plan.text_queries)
     for q in plan.image_queries:
-        groups[(q.purpose, "images")] = groups.get((q.purpose, "images"), 0) + 1
-    teacher.cache_hits = getattr(teacher, "cache_hits", 0) + sum(groups.values())
-    ledger = getattr(teacher, "ledger", None)
-    if ledger is None:
-        return
-    for (purpose, endpoint), n in groups.items():
-        ledger.record(
-            stage=getattr(teacher, "stage", "fetch"),
-            purpose=purpose,
-            endpoint=endpoint,
-            fingerprint=teacher.card.fingerprint,
-            cache_hits=n,
-            budget_remaining=None,
-        )
+        groups[(q.purpose, IMAGES)] = groups.get((q.purpose, IMAGES), 0) + 1
+    return groups
 
 
 #: Bump to drop every stored plan memo.
 PLAN_MEMO_VERSION = 1
 
 
-def plan_memo_key(plan: Plan, card) -> str:
+def plan_memo_key(plan: Plan, card: ModelCard) -> str:
     """Cache key of a whole plan's answers.
 
     It covers everything that decides the bytes each query sends: the teacher's weights and

@@ -1,43 +1,120 @@
-"""Results: JSON lines in, DomainBed-style markdown tables and PNG plots out."""
+"""Results: one typed record per run, JSON lines in, DomainBed-style tables and PNG plots out."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 #: Preferred row order in tables and plots; others follow alphabetically.
 ALGORITHM_ORDER = ["zeroshot", "erm", "kd", "adip", "sd"]
 
+#: ``--views online``: a fresh paid view of every training image at every step.
+ONLINE: Literal["online"] = "online"
+ViewSetting = int | Literal["online"]
 
-def append_record(path: str | Path, record: dict[str, Any]) -> None:
+
+@dataclass
+class RunRecord:
+    """One trained (or zero-shot) run: one line of ``results.jsonl``.
+
+    The field names are the JSON keys (files written by earlier versions load unchanged).
+
+    Attributes:
+        dataset: the ``--data`` value.
+        target: the held-out domain.
+        algorithm: registry name (``erm``, ``kd``, ``adip``, ``sd``, ``zeroshot``).
+        seed: the run's seed (initialization and batch order).
+        views: K, or ``"online"``.
+        id_acc: mean accuracy on the source domains' out-splits.
+        ood_acc: accuracy on the target domain's in-split.
+        per_domain: accuracy per domain (source out-splits, target in-split).
+        queries_used: teacher queries the run consumes (training views + class texts; for
+            zero-shot the evaluation images + class texts).
+        online_queries: of those, fresh views queried during training (``--views online``).
+        n_train_images: source training images.
+        stage_seconds: wall seconds per trained stage (not counting reused stages).
+        best_val: best training-domain validation accuracy per stage (``--eval-every``).
+        resumed_from: the step each stage resumed from after an interruption.
+        reused_stages: stages whose finished checkpoint was reused.
+        seconds: wall seconds of the run.
+        checkpoint: the final student checkpoint (None for zero-shot).
+        hp: the hyper-parameters (``HParams`` as a dict).
+        loop: the loop settings (``TrainConfig`` as a dict, with this run's seed).
+        student: the student backbone (its description, e.g. ``{"kind": "demo"}``).
+        teacher: ``{"id", "fingerprint"}`` of the teacher.
+        time: when the run finished (Unix time).
+        queries_sent_fetch: new queries sent while fetching this target's data.
+    """
+
+    dataset: str
+    target: str
+    algorithm: str
+    seed: int
+    views: ViewSetting
+    id_acc: float
+    ood_acc: float
+    per_domain: dict[str, float]
+    queries_used: int = 0
+    online_queries: int = 0
+    n_train_images: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    best_val: dict[str, float] = field(default_factory=dict)
+    resumed_from: dict[str, int] = field(default_factory=dict)
+    reused_stages: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    checkpoint: str | None = None
+    hp: dict[str, Any] = field(default_factory=dict)
+    loop: dict[str, Any] = field(default_factory=dict)
+    student: dict[str, Any] = field(default_factory=dict)
+    teacher: dict[str, Any] = field(default_factory=dict)
+    time: float = 0.0
+    queries_sent_fetch: int = 0
+
+    @property
+    def key(self) -> tuple[str, str, str, int, str]:
+        """What identifies a run: a rerun with the same key replaces the earlier record."""
+        return (self.dataset, self.target, self.algorithm, self.seed, str(self.views))
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as the JSON object of one results line."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
+        """Read one results line (keys a newer version added are ignored, missing ones take
+        their defaults)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in data.items() if k in names}
+        return cls(**{"dataset": "", **known})
+
+
+def append_record(path: str | Path, record: RunRecord) -> None:
     """Append one result as a JSON line (flushed, so a killed run keeps finished results)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
+        f.write(json.dumps(record.to_json(), sort_keys=True) + "\n")
         f.flush()
 
 
-def _key(r: dict[str, Any]) -> tuple:
-    return (r.get("dataset"), r["target"], r["algorithm"], r["seed"], str(r["views"]))
-
-
-def load_records(paths: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]:
+def load_records(paths: str | Path | Iterable[str | Path]) -> list[RunRecord]:
     """Read result files; a rerun of the same (dataset, target, algorithm, seed, views) wins."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    latest: dict[tuple, dict[str, Any]] = {}
+    latest: dict[tuple[str, str, str, int, str], RunRecord] = {}
     for path in paths:
         for line in Path(path).read_text(encoding="utf-8").splitlines():
             if line.strip():
-                r = json.loads(line)
-                latest[_key(r)] = r
+                r = RunRecord.from_json(json.loads(line))
+                latest[r.key] = r
     return list(latest.values())
 
 
@@ -61,7 +138,9 @@ def _cell(values: Sequence[float]) -> str:
 
 
 def markdown_table(
-    records: Sequence[dict[str, Any]], metric: str = "ood_acc", views: str | None = None
+    records: Sequence[RunRecord],
+    metric: Literal["ood_acc", "id_acc"] = "ood_acc",
+    views: str | None = None,
 ) -> str:
     """DomainBed-style table: one row per algorithm, one column per held-out domain + Avg.
 
@@ -75,11 +154,11 @@ def markdown_table(
         views: only records with this view setting (e.g. ``"4"`` or ``"online"``).
     """
     if views is not None:
-        records = [r for r in records if str(r["views"]) == str(views)]
-    targets = sorted({r["target"] for r in records})
-    by = defaultdict(dict)  # (algorithm) -> {(target, seed): value}
+        records = [r for r in records if str(r.views) == str(views)]
+    targets = sorted({r.target for r in records})
+    by: dict[str, dict[tuple[str, int], float]] = defaultdict(dict)  # alg -> (target, seed)
     for r in records:
-        by[r["algorithm"]][(r["target"], r["seed"])] = r[metric]
+        by[r.algorithm][(r.target, r.seed)] = getattr(r, metric)
     lines = [
         "| algorithm | " + " | ".join(targets) + " | Avg |",
         "|---|" + "---|" * (len(targets) + 1),
@@ -89,7 +168,7 @@ def markdown_table(
         cells = [_cell([v for (t, _), v in vals.items() if t == target]) for target in targets]
         seeds = sorted({s for (_, s) in vals})
         avgs = [
-            np.mean([vals[(t, s)] for t in targets])
+            float(np.mean([vals[(t, s)] for t in targets]))
             for s in seeds
             if all((t, s) in vals for t in targets)
         ]
@@ -98,12 +177,12 @@ def markdown_table(
     return "\n".join(lines)
 
 
-def queries_table(records: Sequence[dict[str, Any]], algorithm: str = "adip") -> str:
+def queries_table(records: Sequence[RunRecord], algorithm: str = "adip") -> str:
     """OOD (and ID) accuracy of one algorithm per view setting, with the queries it used."""
-    rows = defaultdict(list)
+    rows: dict[str, list[RunRecord]] = defaultdict(list)
     for r in records:
-        if r["algorithm"] == algorithm:
-            rows[str(r["views"])].append(r)
+        if r.algorithm == algorithm:
+            rows[str(r.views)].append(r)
 
     def order(k: str) -> tuple:
         return (1, 0) if not k.isdigit() else (0, int(k))
@@ -115,16 +194,16 @@ def queries_table(records: Sequence[dict[str, Any]], algorithm: str = "adip") ->
     lines = [header, "|---|---|---|---|---|"]
     for k in sorted(rows, key=order):
         rs = rows[k]
-        q = np.mean([r["queries_used"] for r in rs])
+        q = np.mean([r.queries_used for r in rs])
         lines.append(
-            f"| {k} | {q:,.0f} | {_cell([r['id_acc'] for r in rs])} | "
-            f"{_cell([r['ood_acc'] for r in rs])} | {len(rs)} |"
+            f"| {k} | {q:,.0f} | {_cell([r.id_acc for r in rs])} | "
+            f"{_cell([r.ood_acc for r in rs])} | {len(rs)} |"
         )
     return "\n".join(lines)
 
 
 def plot_per_domain(
-    records: Sequence[dict[str, Any]], path: str | Path, views: str | None = None
+    records: Sequence[RunRecord], path: str | Path, views: str | None = None
 ) -> Path:
     """Grouped bars: OOD accuracy per held-out domain and algorithm (mean over seeds, ± SE)."""
     import matplotlib
@@ -133,17 +212,15 @@ def plot_per_domain(
     import matplotlib.pyplot as plt
 
     if views is not None:
-        records = [r for r in records if str(r["views"]) == str(views)]
-    targets = sorted({r["target"] for r in records})
-    names = _order({r["algorithm"] for r in records})
+        records = [r for r in records if str(r.views) == str(views)]
+    targets = sorted({r.target for r in records})
+    names = _order({r.algorithm for r in records})
     width = 0.8 / max(1, len(names))
     fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(targets), 3.6))
     for i, name in enumerate(names):
         means, ses = [], []
         for t in targets:
-            vals = [
-                100 * r["ood_acc"] for r in records if r["algorithm"] == name and r["target"] == t
-            ]
+            vals = [100 * r.ood_acc for r in records if r.algorithm == name and r.target == t]
             m, s = _mean_se(vals) if vals else (float("nan"), 0.0)
             means.append(m)
             ses.append(s)
@@ -158,24 +235,24 @@ def plot_per_domain(
     return _save_figure(fig, path)
 
 
-def plot_accuracy_vs_queries(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
+def plot_accuracy_vs_queries(records: Sequence[RunRecord], path: str | Path) -> Path:
     """OOD accuracy against teacher queries used, one point per (algorithm, views) setting."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = defaultdict(list)
+    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for r in records:
-        groups[(r["algorithm"], str(r["views"]))].append(r)
+        groups[(r.algorithm, str(r.views))].append(r)
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for name in _order({a for a, _ in groups}):
         pts = []
         for (a, k), rs in groups.items():
             if a != name:
                 continue
-            q = max(1.0, float(np.mean([r["queries_used"] for r in rs])))
-            m, s = _mean_se([100 * r["ood_acc"] for r in rs])
+            q = max(1.0, float(np.mean([r.queries_used for r in rs])))
+            m, s = _mean_se([100 * r.ood_acc for r in rs])
             pts.append((q, m, s, k))
         pts.sort()
         ax.errorbar(
@@ -197,7 +274,7 @@ def plot_accuracy_vs_queries(records: Sequence[dict[str, Any]], path: str | Path
     return _save_figure(fig, path)
 
 
-def _save_figure(fig, path: str | Path) -> Path:
+def _save_figure(fig: Any, path: str | Path) -> Path:
     """Write ``fig`` to ``path`` as a PNG (creating its folder) and free it."""
     import matplotlib.pyplot as plt
 
@@ -209,14 +286,14 @@ def _save_figure(fig, path: str | Path) -> Path:
     return path
 
 
-def write_report(records: Sequence[dict[str, Any]], out_dir: str | Path) -> dict[str, Path]:
+def write_report(records: Sequence[RunRecord], out_dir: str | Path) -> dict[str, Path]:
     """Write ``tables.md`` and the two plots into ``out_dir``; returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    view_settings = sorted({str(r["views"]) for r in records})
+    view_settings = sorted({str(r.views) for r in records})
     parts = []
     for v in view_settings:
-        rs = [r for r in records if str(r["views"]) == v]
+        rs = [r for r in records if str(r.views) == v]
         parts += [
             f"## views K = {v}",
             "",
@@ -233,7 +310,7 @@ def write_report(records: Sequence[dict[str, Any]], out_dir: str | Path) -> dict
         parts += ["## ADiP accuracy against queries", "", queries_table(records), ""]
     tables = out_dir / "tables.md"
     tables.write_text("\n".join(parts), encoding="utf-8")
-    main_views = max(view_settings, key=lambda v: sum(str(r["views"]) == v for r in records))
+    main_views = max(view_settings, key=lambda v: sum(str(r.views) == v for r in records))
     paths = {
         "tables": tables,
         "per_domain": plot_per_domain(

@@ -1,5 +1,10 @@
 """The training loop shared by every algorithm: stages, sampling, selection, SWA and resume.
 
+The loop runs an algorithm's stages (``Algorithm.stages``, data) in order and owns their
+files: each finished stage is ``<workdir>/<stage>.pt``, the stage in progress has
+``<workdir>/resume.pt``, and a stage that starts from an earlier one gets that checkpoint
+loaded here, explicitly.
+
 Training data are (image, view) pairs: row ``i`` holds the view the teacher embedded and that
 embedding, so the student sees exactly what the teacher saw. With online views each step draws
 fresh views and pays for their teacher embeddings (``OnlineViews``).
@@ -12,12 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
 
-from client_distiller.algorithms.base import Algorithm, Batch
+from client_distiller.algorithms.base import Algorithm, Batch, Stage
 from model_io import atomic_save
 
 RESUME_FILE = "resume.pt"
@@ -68,16 +73,12 @@ class TrainConfig:
     checkpoint_every: int = 50
     progress: bool = True
 
-    def steps_for(self, stage: str) -> int:
-        return self.align_steps if stage == "align" else self.steps
-
 
 @dataclass
 class TrainResult:
-    """What ``train`` did: per-stage logs and the final checkpoint."""
+    """What ``train`` did: the final checkpoint, per-stage times and selection, what it reused."""
 
     checkpoint: Path | None
-    history: list[dict[str, Any]] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     best_val: dict[str, float] = field(default_factory=dict)
     resumed_from: dict[str, int] = field(default_factory=dict)
@@ -120,6 +121,24 @@ class WeightAverage:
                 self.state[key] += (value - self.state[key]) / self.n
 
 
+def stage_path(workdir: Path, stage: Stage | str) -> Path:
+    """The checkpoint a finished stage leaves in ``workdir``."""
+    return Path(workdir) / f"{stage.name if isinstance(stage, Stage) else stage}.pt"
+
+
+def start_stage(
+    algorithm: Algorithm, stage: Stage, workdir: Path, *, train_x: torch.Tensor | None = None
+) -> None:
+    """Load what ``stage`` starts from (explicitly: a missing file raises), then begin it.
+
+    Raises:
+        FileNotFoundError: the stage starts from an earlier one whose checkpoint is missing.
+    """
+    if stage.starts_from is not None:
+        algorithm.load_stage(stage_path(workdir, stage.starts_from))
+    algorithm.begin_stage(stage, train_x=train_x)
+
+
 def train(
     algorithm: Algorithm,
     data: PairData,
@@ -146,7 +165,7 @@ def train(
         desc: progress-bar label.
 
     Returns:
-        The per-stage history and the path of the final student checkpoint.
+        The path of the final student checkpoint, stage times, selection and reuse.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -155,14 +174,14 @@ def train(
     if data.t_img is None and data.online is None and algorithm.needs_teacher_images:
         raise ValueError(f"{type(algorithm).__name__} needs teacher image embeddings")
 
-    done = [i for i, s in enumerate(stages) if (workdir / f"{s}.pt").is_file()]
+    done = [i for i, s in enumerate(stages) if stage_path(workdir, s).is_file()]
     first = 0
     if done:  # resume after the last finished stage
         last = max(done)
-        result.checkpoint = workdir / f"{stages[last]}.pt"
+        result.checkpoint = stage_path(workdir, stages[last])
         algorithm.load_stage(result.checkpoint)
         first = last + 1
-        result.reused_stages = list(stages[:first])
+        result.reused_stages = [s.name for s in stages[:first]]
     for stage in stages[first:]:
         result.checkpoint = _run_stage(
             algorithm, stage, data, config, workdir, eval_fn, desc, result
@@ -172,7 +191,7 @@ def train(
 
 def _run_stage(
     algorithm: Algorithm,
-    stage: str,
+    stage: Stage,
     data: PairData,
     config: TrainConfig,
     workdir: Path,
@@ -180,10 +199,12 @@ def _run_stage(
     desc: str,
     result: TrainResult,
 ) -> Path:
-    steps = config.steps_for(stage)
-    algorithm.begin_stage(stage, workdir=workdir, train_x=None if data.online else data.x)
+    steps: int = getattr(config, stage.steps)
+    start_stage(algorithm, stage, workdir, train_x=None if data.online else data.x)
     assert algorithm.optimizer is not None
-    gen = torch.Generator().manual_seed(config.seed * 1000 + len(stage))
+    # The sampler's seed depends on the stage's name (its length, kept as it always was), so
+    # every stage of every algorithm draws its own batches.
+    gen = torch.Generator().manual_seed(config.seed * 1000 + len(stage.name))
     start, best_acc, best_state = 0, -1.0, None
     average = WeightAverage() if config.swa else None
     swa_start, swa_every = steps // 2, max(1, steps // 50)
@@ -191,19 +212,19 @@ def _run_stage(
     resume_path = workdir / RESUME_FILE
     if resume_path.is_file():
         saved = torch.load(resume_path, map_location="cpu", weights_only=True)
-        if saved["stage"] == stage:
+        if saved["stage"] == stage.name:
             algorithm.load_state_dict(saved["student"])
             algorithm.optimizer.load_state_dict(saved["optimizer"])
             gen.set_state(saved["generator"])
             start, best_acc, best_state = saved["step"], saved["best_acc"], saved["best_state"]
             if average is not None and saved["swa_state"] is not None:
                 average.n, average.state = saved["swa_n"], saved["swa_state"]
-            result.resumed_from[stage] = start
+            result.resumed_from[stage.name] = start
 
     t0 = time.perf_counter()
     bar = tqdm(
         range(start, steps),
-        desc=f"{desc} {stage}".strip(),
+        desc=f"{desc} {stage.name}".strip(),
         initial=start,
         total=steps,
         disable=not config.progress,
@@ -216,23 +237,22 @@ def _run_stage(
         done = step + 1
         if average is not None and done > swa_start and done % swa_every == 0:
             average.update(algorithm.state_dict())
-        record: dict[str, Any] = {"stage": stage, "step": done, **logs}
+        shown: dict[str, float] = dict(logs)
         if (
             eval_fn is not None
             and config.eval_every
             and (done % config.eval_every == 0 or done == steps)
         ):
             acc = eval_fn(algorithm)
-            record["val_acc"] = acc
+            shown["val_acc"] = acc
             if acc > best_acc:  # ties keep the earlier checkpoint
                 best_acc, best_state = acc, algorithm.state_dict()
-        if done % 10 == 0 or "val_acc" in record:
-            result.history.append(record)
-            bar.set_postfix({k: round(v, 4) for k, v in record.items() if k not in {"stage"}})
+        if done % 10 == 0 or "val_acc" in shown:
+            bar.set_postfix({"step": done, **{k: round(v, 4) for k, v in shown.items()}})
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done < steps:
             atomic_save(
                 {
-                    "stage": stage,
+                    "stage": stage.name,
                     "step": done,
                     "student": algorithm.state_dict(),
                     "optimizer": algorithm.optimizer.state_dict(),
@@ -245,14 +265,14 @@ def _run_stage(
                 resume_path,
             )
     bar.close()
-    result.stage_seconds[stage] = time.perf_counter() - t0
+    result.stage_seconds[stage.name] = time.perf_counter() - t0
 
     if average is not None and average.n:
         algorithm.load_state_dict(average.state)
     elif best_state is not None:
         algorithm.load_state_dict(best_state)
     if best_acc >= 0:
-        result.best_val[stage] = best_acc
-    path = algorithm.save_stage(workdir / f"{stage}.pt", stage)
+        result.best_val[stage.name] = best_acc
+    path = algorithm.save_stage(stage_path(workdir, stage), stage)
     resume_path.unlink(missing_ok=True)
     return path

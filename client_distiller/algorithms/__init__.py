@@ -1,7 +1,14 @@
 """Training algorithms: a plain registry of small classes sharing one interface."""
 
 from client_distiller.algorithms.adip import SD, ADiP
-from client_distiller.algorithms.base import Algorithm, Batch, BuildContext, HParams
+from client_distiller.algorithms.base import (
+    Algorithm,
+    Batch,
+    BuildContext,
+    HParams,
+    Stage,
+    WhiteBoxTeacher,
+)
 from client_distiller.algorithms.baselines import ERM, KD, ZeroShot
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
@@ -22,5 +29,7 @@ __all__ = [
     "Batch",
     "BuildContext",
     "HParams",
+    "Stage",
+    "WhiteBoxTeacher",
     "ZeroShot",
 ]

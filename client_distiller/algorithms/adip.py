@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-from client_distiller.algorithms.base import Algorithm, Batch, BuildContext
+from client_distiller.algorithms.base import Algorithm, Batch, BuildContext, Stage
 from client_distiller.losses import adip_loss
 from client_distiller.models.student import Student
 
@@ -17,48 +16,22 @@ class ADiP(Algorithm):
     """Align (train only P on frozen features), then Distill (train only f), then Predict.
 
     Both stages minimize ``losses.adip_loss``; Predict is the student's text head
-    (``s * cos(P f(x), T_c)``), so the teacher is not needed at test time.
+    (``s * cos(P f(x), T_c)``), so the teacher is not needed at test time. Distill starts from
+    the Align checkpoint, never from a random projection.
     """
 
-    stages: tuple[str, ...] = ("align", "distill")
-    head = "text"
-    needs_teacher_images = True
-    feature_chunk = 256
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._features: torch.Tensor | None = None
-
-    def trainable(self, stage: str) -> list[nn.Module]:
-        assert self.student is not None
-        if stage == "align":
-            return [self.student.projection]
-        if stage == "distill":
-            return [self.student.backbone]
-        raise ValueError(f"unknown stage {stage!r}")
-
-    def begin_stage(self, stage: str, *, workdir: Path, train_x: torch.Tensor | None) -> None:
-        if stage == "distill" and "align" in self.stages:
-            # Distill must start from the aligned projection; never from a random one.
-            self.load_stage(Path(workdir) / "align.pt")
-        super().begin_stage(stage, workdir=workdir, train_x=train_x)
-        self._features = None
-        if stage == "align" and train_x is not None:
-            self._features = self.frozen_features(train_x)
-
-    @torch.no_grad()
-    def frozen_features(self, images: torch.Tensor) -> torch.Tensor:
-        """``f(x)`` of all training pairs, once, without gradients (backbone in eval mode)."""
-        assert self.student is not None
-        chunks = []
-        for start in range(0, len(images), self.feature_chunk):
-            x = images[start : start + self.feature_chunk].float() / 255.0
-            chunks.append(self.student.features(x))
-        return torch.cat(chunks)
+    stages: ClassVar[tuple[Stage, ...]] = (
+        Stage(
+            "align", trains="projection", steps="align_steps", lr="align_lr", frozen_features=True
+        ),
+        Stage("distill", trains="backbone", starts_from="align"),
+    )
+    head: ClassVar[str] = "text"
+    needs_teacher_images: ClassVar[bool] = True
 
     def loss(self, batch: Batch) -> torch.Tensor:
-        assert self.student is not None and batch.t_img is not None
-        if self.stage == "align":
+        assert self.student is not None and self.stage is not None and batch.t_img is not None
+        if self.stage.frozen_features:
             if self._features is not None and batch.index is not None:
                 feats = self._features[batch.index]  # (n, F), computed once
             else:  # online views: a fresh view has no cached features
@@ -76,26 +49,31 @@ class SD(ADiP):
     The copy already maps into CLIP space, so there is no projection and no Align stage.
     """
 
-    stages: tuple[str, ...] = ("distill",)
+    stages: ClassVar[tuple[Stage, ...]] = (Stage("distill", trains="backbone"),)
+    white_box: ClassVar[bool] = True
 
     @classmethod
     def build_student(cls, ctx: BuildContext) -> Student | None:
-        if ctx.teacher_visual is None or ctx.teacher_spec is None:
+        if ctx.white_box is None:
             raise ValueError("sd is white-box: it needs a local teacher (--local-teacher)")
-        spec = ctx.teacher_spec
-        visual = copy.deepcopy(ctx.teacher_visual)
+        teacher = ctx.white_box
         return Student(
-            visual,
-            backbone_spec={"kind": "open_clip_visual", "name": spec["name"]},
+            copy.deepcopy(teacher.visual),
+            backbone_spec={"kind": "open_clip_visual", "name": teacher.name},
             feature_dim=int(ctx.class_text.shape[1]),
             classes=ctx.classes,
             head="text",
             class_text=ctx.class_text,
             logit_scale=ctx.logit_scale,
             project=False,
-            input_size=int(spec["image_size"]),
-            mean=spec["mean"],
-            std=spec["std"],
+            input_size=int(teacher.image_size),
+            mean=teacher.mean,
+            std=teacher.std,
             prompts=ctx.prompts,
             teacher_fingerprint=ctx.teacher_fingerprint,
         )
+
+    @classmethod
+    def describe_student(cls, ctx: BuildContext) -> dict[str, Any]:
+        assert ctx.white_box is not None
+        return {"kind": "open_clip_visual", "name": ctx.white_box.name}

@@ -1,21 +1,52 @@
 """The one small interface every algorithm implements (DomainBed style).
 
-``build(ctx)`` -> ``begin_stage(stage, ...)`` -> ``update(batch)`` many times -> ``predict(x)``.
-Variants override one or two methods (``loss``, ``trainable``, ``stages``), never the loop.
+An algorithm is one small class: its stages as data (``Stage``: name, what trains, its step
+count and learning rate, what it starts from), its loss, and a few facts the experiment runner
+reads (``needs_teacher_images``, ``white_box``, ``has_student``, ``describe_student``). The
+training loop (``client_distiller.train``) runs the stages, owns the checkpoint paths and loads
+what a stage starts from; ``build(ctx)`` -> ``begin_stage(stage)`` -> ``update(batch)`` many
+times -> ``predict(x)``.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
-from client_distiller.models.student import Student, build_backbone
+from client_distiller.models.student import Student, TimmBackbone
+
+#: The part of the student a stage trains; everything else is frozen.
+Trains = Literal["student", "backbone", "projection"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage, described as data; the loop runs it.
+
+    Attributes:
+        name: the stage's name; the loop writes its checkpoint to ``<workdir>/<name>.pt``.
+        trains: what gets gradients (``student``: everything; ``backbone``: f;
+            ``projection``: P); the rest is frozen.
+        steps: the ``TrainConfig`` field that gives its number of steps.
+        lr: the ``HParams`` field that gives its Adam learning rate.
+        starts_from: an earlier stage whose checkpoint the loop loads first, explicitly (a
+            missing file is an error, never a silent start from untrained weights).
+        frozen_features: compute the frozen backbone's features of every training pair once,
+            before the first step (the stage then never runs the backbone per step).
+    """
+
+    name: str
+    trains: Trains = "student"
+    steps: Literal["steps", "align_steps"] = "steps"
+    lr: Literal["lr", "align_lr"] = "lr"
+    starts_from: str | None = None
+    frozen_features: bool = False
 
 
 @dataclass
@@ -50,6 +81,23 @@ class Batch:
     index: torch.Tensor | None = None
 
 
+@dataclass(frozen=True)
+class WhiteBoxTeacher:
+    """A white-box teacher's image tower and how to feed it (VL2V-SD copies it).
+
+    Attributes:
+        visual: the teacher's image tower (``open_clip`` model's ``.visual``).
+        name: its open_clip architecture (stored in the student checkpoint).
+        image_size, mean, std: the teacher's preprocessing (the copy keeps it).
+    """
+
+    visual: nn.Module
+    name: str
+    image_size: int
+    mean: Sequence[float]
+    std: Sequence[float]
+
+
 @dataclass
 class BuildContext:
     """What an algorithm needs to build its student; nothing here queries the teacher.
@@ -58,48 +106,51 @@ class BuildContext:
         classes: class names (folder names).
         class_text: the teacher's class text embeddings, (C, d).
         logit_scale: the teacher's logit scale.
+        student: the student's backbone architecture and where its pretrained weights are.
         prompts: prompt templates used for ``class_text``.
         teacher_fingerprint: sha256 of the teacher's weights (from its card).
-        backbone_spec: the student backbone (see ``build_backbone``).
         pretrained: load the backbone's pretrained weights.
         input_size, mean, std: the student's preprocessing.
-        teacher_visual: a white-box teacher's image tower (VL2V-SD only).
-        teacher_spec: ``{"name", "image_size", "mean", "std"}`` of the teacher (VL2V-SD only).
+        white_box: the teacher's image tower (VL2V-SD only).
     """
 
     classes: Sequence[str]
     class_text: torch.Tensor
     logit_scale: float
+    student: TimmBackbone
     prompts: Sequence[str] = ()
     teacher_fingerprint: str | None = None
-    backbone_spec: dict[str, Any] = field(default_factory=lambda: {"kind": "demo"})
     pretrained: bool = True
     input_size: int = 64
     mean: Sequence[float] = (0.5, 0.5, 0.5)
     std: Sequence[float] = (0.5, 0.5, 0.5)
-    teacher_visual: nn.Module | None = None
-    teacher_spec: dict[str, Any] | None = None
+    white_box: WhiteBoxTeacher | None = None
 
 
 class Algorithm:
     """Base class: full fine-tuning of a student with a loss the variant defines.
 
-    Attributes:
-        stages: training stages, run in order by ``client_distiller.train.train``.
+    Class attributes (the facts the runner and the loop read):
+        stages: the training stages, in order (empty: nothing to train).
         head: the student's head kind (``"text"`` or ``"linear"``).
         needs_teacher_images: training reads the teacher's image embedding of every view.
+        white_box: the student is built from the teacher's weights (``ctx.white_box``).
+        has_student: there is a student at all (zero-shot evaluates the teacher itself).
     """
 
-    stages: tuple[str, ...] = ("train",)
-    head: str = "linear"
-    needs_teacher_images: bool = False
+    stages: ClassVar[tuple[Stage, ...]] = (Stage("train", trains="student"),)
+    head: ClassVar[str] = "linear"
+    needs_teacher_images: ClassVar[bool] = False
+    white_box: ClassVar[bool] = False
+    has_student: ClassVar[bool] = True
 
     def __init__(self, student: Student | None, hp: HParams, ctx: BuildContext) -> None:
         self.student = student
         self.hp = hp
         self.ctx = ctx
-        self.stage: str | None = None
+        self.stage: Stage | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self._features: torch.Tensor | None = None  # a frozen_features stage's f(x), by row
 
     # ---- build -----------------------------------------------------------------------------
 
@@ -111,10 +162,10 @@ class Algorithm:
     @classmethod
     def build_student(cls, ctx: BuildContext) -> Student | None:
         """The default student: pretrained backbone -> projection -> head of ``cls.head``."""
-        backbone, feature_dim = build_backbone(ctx.backbone_spec, pretrained=ctx.pretrained)
+        backbone, feature_dim = ctx.student.build(pretrained=ctx.pretrained)
         return Student(
             backbone,
-            backbone_spec=ctx.backbone_spec,
+            backbone_spec=ctx.student.spec(),
             feature_dim=feature_dim,
             classes=ctx.classes,
             head=cls.head,  # type: ignore[arg-type]
@@ -127,20 +178,40 @@ class Algorithm:
             teacher_fingerprint=ctx.teacher_fingerprint,
         )
 
+    @classmethod
+    def describe_student(cls, ctx: BuildContext) -> dict[str, Any]:
+        """What the results record names as this algorithm's student."""
+        return ctx.student.describe()
+
+    @classmethod
+    def stage_named(cls, name: str) -> Stage:
+        """The stage called ``name``."""
+        for stage in cls.stages:
+            if stage.name == name:
+                return stage
+        raise ValueError(f"{cls.__name__} has no stage {name!r}")
+
     # ---- stages ----------------------------------------------------------------------------
 
-    def trainable(self, stage: str) -> list[nn.Module]:
-        """Modules trained in ``stage``; everything else is frozen (default: the whole student)."""
+    def trainable(self, stage: Stage) -> list[nn.Module]:
+        """Modules trained in ``stage`` (``stage.trains``); everything else is frozen."""
         assert self.student is not None
-        return [self.student]
+        parts: dict[str, nn.Module] = {
+            "student": self.student,
+            "backbone": self.student.backbone,
+            "projection": self.student.projection,
+        }
+        return [parts[stage.trains]]
 
-    def begin_stage(self, stage: str, *, workdir: Path, train_x: torch.Tensor | None) -> None:
+    def begin_stage(self, stage: Stage, *, train_x: torch.Tensor | None = None) -> None:
         """Freeze what ``stage`` does not train and create a fresh Adam optimizer.
+
+        What the stage starts from is loaded before this, by the loop
+        (``client_distiller.train.start_stage``).
 
         Args:
             stage: one of ``self.stages``.
-            workdir: where stage checkpoints live.
-            train_x: all training images (uint8), for stages that precompute features.
+            train_x: all training images (uint8), for a stage with ``frozen_features``.
         """
         assert self.student is not None
         self.stage = stage
@@ -150,8 +221,21 @@ class Algorithm:
             module.requires_grad_(True)
         self.train_mode()
         params = [p for m in modules for p in m.parameters() if p.requires_grad]
-        lr = self.hp.align_lr if stage == "align" else self.hp.lr
+        lr = getattr(self.hp, stage.lr)
         self.optimizer = torch.optim.Adam(params, lr=lr, weight_decay=self.hp.weight_decay)
+        self._features = None
+        if stage.frozen_features and train_x is not None:
+            self._features = self.frozen_features(train_x)
+
+    @torch.no_grad()
+    def frozen_features(self, images: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """``f(x)`` of all training pairs, once, without gradients (backbone in eval mode)."""
+        assert self.student is not None
+        chunks = []
+        for start in range(0, len(images), chunk):
+            x = images[start : start + chunk].float() / 255.0
+            chunks.append(self.student.features(x))
+        return torch.cat(chunks)
 
     def train_mode(self) -> None:
         """Put the student in the current stage's mode: what the stage trains in train mode,
@@ -209,10 +293,10 @@ class Algorithm:
         assert self.student is not None
         self.student.load_state_dict(state)
 
-    def save_stage(self, path: Path, stage: str) -> Path:
+    def save_stage(self, path: Path, stage: Stage) -> Path:
         """Write the student after ``stage`` as a self-contained checkpoint."""
         assert self.student is not None
-        return self.student.save(path, stage=stage, algorithm=type(self).__name__)
+        return self.student.save(path, stage=stage.name, algorithm=type(self).__name__)
 
     def load_stage(self, path: Path) -> None:
         """Load a previous stage's checkpoint explicitly.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from client_distiller.algorithms.base import Algorithm, Batch, BuildContext
+from client_distiller.algorithms.base import Algorithm, Batch, BuildContext, Stage
 from client_distiller.losses import erm_loss, kd_loss, kd_temperature, zeroshot_logits
 from client_distiller.models.student import Student
 
@@ -29,7 +29,7 @@ class KD(ERM):
     a smaller scale gets the same softening, not near-uniform targets.
     """
 
-    needs_teacher_images = True
+    needs_teacher_images: ClassVar[bool] = True
 
     def loss(self, batch: Batch) -> torch.Tensor:
         assert self.student is not None and batch.t_img is not None
@@ -46,16 +46,17 @@ class KD(ERM):
 class ZeroShot(Algorithm):
     """The teacher itself: ``argmax_c cos(I_t(x), T_c)``. No student, no training."""
 
-    stages: tuple[str, ...] = ()
+    stages: ClassVar[tuple[Stage, ...]] = ()
+    has_student: ClassVar[bool] = False
 
     @classmethod
     def build_student(cls, ctx: BuildContext) -> Student | None:
         return None
 
-    def trainable(self, stage: str) -> list[nn.Module]:
+    def trainable(self, stage: Stage) -> list[nn.Module]:
         raise RuntimeError("zero-shot has nothing to train")
 
-    def begin_stage(self, stage: str, *, workdir: Path, train_x: torch.Tensor | None) -> None:
+    def begin_stage(self, stage: Stage, *, train_x: torch.Tensor | None = None) -> None:
         raise RuntimeError("zero-shot has nothing to train")
 
     @torch.no_grad()

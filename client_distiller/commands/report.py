@@ -2,50 +2,56 @@
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
-from client_distiller.commands.common import EXIT_OK, UserError, add_cache_option, print_table
-from client_distiller.teacher import BudgetLedger
+from pydantic import Field
+
+from client_distiller.commands.common import EXIT_OK, UserError, print_table
+from client_distiller.commands.options import CacheOptions
+from client_distiller.teacher import BudgetLedger, SpendRow
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``report``."""
-    add_cache_option(parser)
-    parser.add_argument(
-        "--plot", type=Path, default=None, help="PNG to write (default <cache-dir>/spend.png)"
-    )
+class Report(CacheOptions):
+    """Print and plot the teacher spend recorded in the cache's budget ledger."""
+
+    plot: Path | None = Field(None, description="PNG to write (default <cache-dir>/spend.png)")
+
+    def run(self) -> int:
+        """Print spend per stage and purpose, totals, the vendor's last reported budget; plot it."""
+        ledger_path = self.cache_dir / "ledger.sqlite"
+        if not ledger_path.is_file():
+            raise UserError(
+                f"no spend recorded yet in {self.cache_dir} (run `client-distiller "
+                f"fetch` first, or pass the --cache-dir it used)"
+            )
+        ledger = BudgetLedger(self.cache_dir)
+        try:
+            rows = ledger.by_purpose()
+            totals = ledger.totals()
+            remaining = ledger.last_budget_remaining()
+            timeline = ledger.timeline()
+            runs = ledger.runs()
+        finally:
+            ledger.close()
+        print(f"teacher spend in {self.cache_dir} ({runs} run(s))")
+        table: list[list[object]] = [
+            [r.stage, r.purpose, r.endpoint, r.sent, r.charged, r.cache_hits] for r in rows
+        ]
+        table.append(["total", "", "", totals["sent"], totals["charged"], totals["cache_hits"]])
+        print_table(["stage", "purpose", "endpoint", "sent", "charged", "cache hits"], table)
+        print(f"vendor-reported remaining budget: {'unknown' if remaining is None else remaining}")
+        plot = self.plot or self.cache_dir / "spend.png"
+        _plot(rows, timeline, plot)
+        print(f"plot: {plot}")
+        return EXIT_OK
 
 
-def run(args: argparse.Namespace) -> int:
-    """Print spend per stage and purpose, totals, the vendor's last reported budget; plot it."""
-    ledger_path = Path(args.cache_dir) / "ledger.sqlite"
-    if not ledger_path.is_file():
-        raise UserError(
-            f"no spend recorded yet in {args.cache_dir} (run `client-distiller "
-            f"fetch` first, or pass the --cache-dir it used)"
-        )
-    ledger = BudgetLedger(args.cache_dir)
-    try:
-        rows = ledger.by_purpose()
-        totals = ledger.totals()
-        remaining = ledger.last_budget_remaining()
-        timeline = ledger.timeline()
-        runs = ledger.runs()
-    finally:
-        ledger.close()
-    print(f"teacher spend in {args.cache_dir} ({runs} run(s))")
-    table = [[r.stage, r.purpose, r.endpoint, r.sent, r.charged, r.cache_hits] for r in rows]
-    table.append(["total", "", "", totals["sent"], totals["charged"], totals["cache_hits"]])
-    print_table(["stage", "purpose", "endpoint", "sent", "charged", "cache hits"], table)
-    print(f"vendor-reported remaining budget: {'unknown' if remaining is None else remaining}")
-    plot = args.plot or Path(args.cache_dir) / "spend.png"
-    _plot(rows, timeline, plot)
-    print(f"plot: {plot}")
-    return EXIT_OK
-
-
-def _plot(rows, timeline, path: Path) -> None:
+def _plot(
+    rows: Sequence[SpendRow],
+    timeline: Sequence[tuple[float, int, int, int | None]],
+    path: Path,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

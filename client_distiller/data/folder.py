@@ -161,7 +161,6 @@ class DomainFolder:
             log.warning("skipping unreadable image %s: %s", s.path, s.reason)
         if not self.samples:
             raise DatasetError(f"{self.root}: no readable images")
-        self._by_id = {s.id: s for s in self.samples}
 
     def _add(self, path: Path, domain: str, label: int) -> None:
         try:
@@ -184,10 +183,6 @@ class DomainFolder:
         """Raise ``DatasetError`` naming the known domains if ``domain`` is not one of them."""
         if domain not in self.domains:
             raise DatasetError(f"unknown domain {domain!r}; this dataset has {self.domains}")
-
-    def sample(self, sample_id: str) -> Sample:
-        """The sample with this id."""
-        return self._by_id[sample_id]
 
     @property
     def class_texts(self) -> list[str]:

@@ -10,7 +10,8 @@ weights, so ``client-distiller predict`` and ``evaluate`` never query anybody.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,52 +22,98 @@ from PIL import Image
 from torch import nn
 
 from client_distiller.losses import zeroshot_logits
-from model_io import atomic_save
+from model_io import atomic_save, register_model_configs
 
 CHECKPOINT_FORMAT = "vl2v-student/1"
 HeadKind = Literal["text", "linear"]
 
 
-def build_backbone(spec: dict[str, Any], *, pretrained: bool) -> tuple[nn.Module, int]:
-    """Build a feature extractor (no classifier) from a serializable spec.
+@dataclass(frozen=True)
+class TimmBackbone:
+    """A timm architecture as the student's backbone: what ``client-distiller run`` trains.
+
+    Pretrained weights come through timm's own loading path: ``pretrained_cfg_overlay`` may
+    point timm at a local weights file and describe it (``{"file": path, "num_classes": ...,
+    "input_size": ..., "mean": ..., "std": ...}``), so no download is needed.
+
+    Attributes:
+        name: timm model name.
+        pretrained_cfg_overlay: timm's ``pretrained_cfg_overlay`` (None: timm's own weights).
+        kwargs: more ``timm.create_model`` arguments (stored in every checkpoint).
+        label: how results and checkpoint folders name this backbone (default: ``spec()``);
+            e.g. ``{"kind": "demo"}`` for the demo student.
+    """
+
+    name: str
+    pretrained_cfg_overlay: Mapping[str, Any] | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    label: Mapping[str, Any] | None = None
+
+    def build(self, *, pretrained: bool) -> tuple[nn.Module, int]:
+        """The backbone (no classifier) and its output feature dimension."""
+        import timm
+
+        extra = dict(self.kwargs)
+        if self.pretrained_cfg_overlay is not None:
+            extra["pretrained_cfg_overlay"] = dict(self.pretrained_cfg_overlay)
+        model = timm.create_model(self.name, pretrained=pretrained, num_classes=0, **extra)
+        return model, _timm_output_dim(model)
+
+    def spec(self) -> dict[str, Any]:
+        """What a checkpoint stores: enough to rebuild the architecture with timm alone (the
+        weights are in the checkpoint; where they were pretrained is not needed)."""
+        spec: dict[str, Any] = {"kind": "timm", "name": self.name}
+        if self.kwargs:
+            spec["kwargs"] = dict(self.kwargs)
+        return spec
+
+    def describe(self) -> dict[str, Any]:
+        """How results and the checkpoint-folder hash name this backbone."""
+        return dict(self.label) if self.label is not None else self.spec()
+
+    def data_config(self) -> dict[str, Any]:
+        """Input size, mean and std the backbone was pretrained with (builds it untrained)."""
+        backbone, _ = self.build(pretrained=False)
+        return timm_data_config(backbone)
+
+
+def build_backbone(
+    spec: Mapping[str, Any],
+    *,
+    clip_config_dirs: Sequence[str | os.PathLike[str]] = (),
+) -> tuple[nn.Module, int]:
+    """Rebuild a checkpoint's backbone (untrained) from the spec it stores.
 
     Spec kinds:
       * ``{"kind": "timm", "name": ..., "kwargs": {...}}``: ``timm.create_model(num_classes=0)``.
-      * ``{"kind": "demo", "weights": path?}``: the demo world's student (timm, photo-only
-        pretrained; ``weights`` names a rebuilt weights file instead of the shipped one).
       * ``{"kind": "open_clip_visual", "name": ...}``: the image tower of an open_clip
-        architecture (VL2V-SD); its weights come from the checkpoint or the caller.
+        architecture (VL2V-SD); the name must be one open_clip knows: its own, the project's
+        built-in ones (``model_io``), or one in ``clip_config_dirs``.
 
     Args:
         spec: the architecture description stored in every checkpoint.
-        pretrained: load the backbone's pretrained weights (never when restoring a checkpoint).
+        clip_config_dirs: folders of open_clip model configs to register first.
 
     Returns:
         The backbone and its output feature dimension.
+
+    Raises:
+        ValueError: an unknown kind, or an open_clip architecture open_clip does not know.
     """
     kind = spec["kind"]
-    if kind == "demo":
-        from demo_world import assets
-
-        weights = spec.get("weights")
-        model = assets.create_demo_student(
-            num_classes=0, pretrained=pretrained, path=Path(weights) if weights else None
-        )
-        return model, _timm_output_dim(model)
     if kind == "timm":
-        import timm
-
-        model = timm.create_model(
-            spec["name"], pretrained=pretrained, num_classes=0, **spec.get("kwargs", {})
-        )
-        return model, _timm_output_dim(model)
+        return TimmBackbone(spec["name"], kwargs=spec.get("kwargs", {})).build(pretrained=False)
     if kind == "open_clip_visual":
         import open_clip
 
-        from demo_world.models import register_open_clip_configs
-
-        register_open_clip_configs()
-        # Weights are loaded by the caller (a copy of the teacher) or from the checkpoint.
+        register_model_configs(clip_config_dirs)
+        if spec["name"] not in open_clip.list_models():
+            raise ValueError(
+                f"the checkpoint's backbone is the image tower of the open_clip architecture "
+                f"{spec['name']!r}, which open_clip does not know: pass the folder of its "
+                f"config (--clip-config-dirs)"
+            )
+        # Weights come from the checkpoint (or from the teacher the caller copies).
         clip = open_clip.create_model(spec["name"], pretrained=None)
         visual = clip.visual
         return visual, int(visual.output_dim)
@@ -77,16 +124,6 @@ def _timm_output_dim(model: nn.Module) -> int:
     # With num_classes=0 timm returns the pre-logits features; for models with a conv head
     # after pooling (MobileNetV3) that is head_hidden_size, not num_features.
     return int(getattr(model, "head_hidden_size", None) or model.num_features)
-
-
-def portable_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """The spec to store in a checkpoint: the demo student becomes its plain timm architecture,
-    so a checkpoint needs only timm to load (its weights are in the checkpoint anyway)."""
-    if spec.get("kind") == "demo":
-        from demo_world import assets
-
-        return {"kind": "timm", "name": assets.DEMO_STUDENT_MODEL}
-    return dict(spec)
 
 
 def timm_data_config(backbone: nn.Module) -> dict[str, Any]:
@@ -114,7 +151,7 @@ class Student(nn.Module):
         self,
         backbone: nn.Module,
         *,
-        backbone_spec: dict[str, Any],
+        backbone_spec: Mapping[str, Any],
         feature_dim: int,
         classes: Sequence[str],
         head: HeadKind = "text",
@@ -129,7 +166,7 @@ class Student(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.backbone_spec = portable_spec(backbone_spec)
+        self.backbone_spec = dict(backbone_spec)
         self.classes = list(classes)
         self.head_kind: HeadKind = head
         self.prompts = list(prompts)
@@ -212,8 +249,13 @@ class Student(nn.Module):
         return to_tensor_batch(images, self.input_size).float() / 255.0
 
 
-def load_student(path: str | os.PathLike) -> Student:
+def load_student(
+    path: str | os.PathLike[str], *, clip_config_dirs: Sequence[str | os.PathLike[str]] = ()
+) -> Student:
     """Rebuild a student from its checkpoint alone (no pretrained download, no teacher).
+
+    A timm student needs timm only. A VL2V-SD student (an open_clip image tower) needs its
+    architecture known to open_clip: built in, or from a folder in ``clip_config_dirs``.
 
     Raises:
         FileNotFoundError: the checkpoint does not exist.
@@ -226,7 +268,7 @@ def load_student(path: str | os.PathLike) -> Student:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
     cfg = payload["config"]
-    backbone, feature_dim = build_backbone(cfg["backbone"], pretrained=False)
+    backbone, feature_dim = build_backbone(cfg["backbone"], clip_config_dirs=clip_config_dirs)
     state = payload["state_dict"]
     student = Student(
         backbone,

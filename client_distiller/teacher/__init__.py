@@ -1,10 +1,10 @@
-"""Teacher access: the protocol, the remote (metered) and local (white-box) teachers, the query
+"""Teacher access: the protocols, the remote (metered) and local (white-box) teachers, the query
 cache, the budget ledger and the caching wrapper that ties them together."""
 
-from client_distiller.teacher.base import ChunkResult, Teacher
+from client_distiller.teacher.base import ChunkResult, MeteredTeacher, PayloadTeacher, Teacher
 from client_distiller.teacher.budget import BudgetLedger, SpendRow
 from client_distiller.teacher.cache import QueryCache
-from client_distiller.teacher.cached import CachedTeacher
+from client_distiller.teacher.cached import CachedTeacher, TeacherStats
 from client_distiller.teacher.errors import (
     AuthenticationError,
     BudgetExhausted,
@@ -14,9 +14,10 @@ from client_distiller.teacher.errors import (
     VendorError,
 )
 from client_distiller.teacher.factory import TeacherConfigError, make_http_client, open_teacher
-from client_distiller.teacher.local import LocalTeacher, state_dict_fingerprint
+from client_distiller.teacher.local import LocalTeacher
 from client_distiller.teacher.remote import RemoteTeacher
 from client_distiller.teacher.wire import encode_image, item_digest
+from model_io import state_dict_fingerprint
 
 __all__ = [
     "AuthenticationError",
@@ -25,6 +26,8 @@ __all__ = [
     "CachedTeacher",
     "ChunkResult",
     "LocalTeacher",
+    "MeteredTeacher",
+    "PayloadTeacher",
     "QueryCache",
     "QueryCapReached",
     "RateLimited",
@@ -33,6 +36,7 @@ __all__ = [
     "Teacher",
     "TeacherConfigError",
     "TeacherError",
+    "TeacherStats",
     "VendorError",
     "encode_image",
     "item_digest",

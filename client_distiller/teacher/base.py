@@ -1,4 +1,14 @@
-"""The teacher protocol and the chunk runner both teacher implementations use."""
+"""The teacher contracts, and the chunk runner both teacher implementations use.
+
+Two protocols, because callers need two different things:
+
+- ``Teacher``: embeds images and texts (``card``, ``embed_images``, ``embed_texts``). What the
+  plan, the experiment runner and the online views call. ``CachedTeacher`` is the one every
+  command uses; ``RemoteTeacher`` and ``LocalTeacher`` implement it too.
+- ``PayloadTeacher``: sends already-encoded items, chunk by chunk (``card``,
+  ``embed_payloads``). What ``CachedTeacher`` wraps: it needs each chunk as it arrives (to
+  store it at once) and a hook before each chunk is sent (the query cap).
+"""
 
 from __future__ import annotations
 
@@ -10,14 +20,17 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from shared_schemas import ModelCard
+from shared_schemas import EmbeddingEndpoint, ModelCard, UsageResponse
 
 
 @runtime_checkable
 class Teacher(Protocol):
     """Anything that embeds images and texts into the teacher's joint space."""
 
-    card: ModelCard
+    @property
+    def card(self) -> ModelCard:
+        """The teacher's model card (fingerprint, sizes, logit scale, prices)."""
+        ...
 
     def embed_images(self, images: Sequence[Image.Image], *, purpose: str = "images") -> np.ndarray:
         """Embed images; returns an (n, embed_dim) float32 array of L2-normalized rows."""
@@ -25,6 +38,46 @@ class Teacher(Protocol):
 
     def embed_texts(self, texts: Sequence[str], *, purpose: str = "texts") -> np.ndarray:
         """Embed texts; returns an (n, embed_dim) float32 array of L2-normalized rows."""
+        ...
+
+
+@runtime_checkable
+class PayloadTeacher(Protocol):
+    """A teacher that embeds items exactly as they go on the wire, one chunk (request) at a time."""
+
+    @property
+    def card(self) -> ModelCard:
+        """The teacher's model card."""
+        ...
+
+    def embed_payloads(
+        self,
+        endpoint: EmbeddingEndpoint,
+        payloads: Sequence[bytes] | Sequence[str],
+        *,
+        before_chunk: BeforeChunk | None = None,
+        on_chunk: OnChunk | None = None,
+    ) -> np.ndarray | None:
+        """Embed PNG bytes (images) or strings (texts) in chunks.
+
+        Args:
+            endpoint: ``IMAGES`` or ``TEXTS``.
+            payloads: the items, exactly as sent.
+            before_chunk: called with a chunk's size before it is sent; may raise to stop.
+            on_chunk: called with each ``ChunkResult`` as it arrives.
+
+        Returns:
+            (n, embed_dim) float32 in payload order, or None when ``payloads`` is empty.
+        """
+        ...
+
+
+@runtime_checkable
+class MeteredTeacher(Protocol):
+    """A payload teacher that is paid per query and can report the key's own budget."""
+
+    def usage(self) -> UsageResponse:
+        """The key's budget and totals (free to ask)."""
         ...
 
 

@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from PIL import Image
 from typing_extensions import Self
 
-from client_distiller.teacher.base import ChunkResult
+from client_distiller.teacher.base import ChunkResult, MeteredTeacher, PayloadTeacher
 from client_distiller.teacher.budget import BudgetLedger
 from client_distiller.teacher.cache import QueryCache
 from client_distiller.teacher.errors import BudgetExhausted, QueryCapReached
 from client_distiller.teacher.wire import encode_image, encode_text, item_digest
-from shared_schemas import IMAGES, TEXTS
+from shared_schemas import IMAGES, TEXTS, EmbeddingEndpoint, ModelCard, UsageResponse
+
+
+@dataclass(frozen=True)
+class TeacherStats:
+    """What a ``CachedTeacher`` has done so far (a snapshot).
+
+    Attributes:
+        sent: items sent to the inner teacher (and stored).
+        charged: queries the vendor says it charged for them (0 for idempotent replays).
+        cache_hits: items answered from the cache instead.
+        budget_remaining: the vendor's remaining budget as last reported, if it reported one.
+    """
+
+    sent: int = 0
+    charged: int = 0
+    cache_hits: int = 0
+    budget_remaining: int | None = None
 
 
 class CachedTeacher:
@@ -26,19 +46,23 @@ class CachedTeacher:
     boundaries, so after a crash the chunks that were paid for but never stored are resent
     with the same bytes and the same ``Idempotency-Key`` and the vendor replays them for free.
 
+    Besides the ``Teacher`` protocol it offers what the commands need: ``stats`` (sent, charged,
+    cache hits, budget), ``usage`` (the key's budget, when the inner teacher is metered),
+    ``keys_for`` / ``is_cached`` (what a plan would cost), the whole-plan memo (``recall`` /
+    ``remember`` / ``record_cache_hits``) and a live progress hook (``reporting``).
+
     Args:
-        teacher: the inner teacher (``RemoteTeacher`` or ``LocalTeacher``); must offer
-            ``embed_payloads``.
+        teacher: the inner teacher (``RemoteTeacher`` or ``LocalTeacher``).
         cache: where embeddings are stored.
         ledger: where spend is recorded.
         max_queries: hard cap on items sent by this object (None = no cap); checked before
             every chunk, raising ``QueryCapReached`` instead of exceeding it.
-        stage: label for the ledger (e.g. ``fetch``, ``align``); may be reassigned.
+        stage: label for the ledger (e.g. ``fetch``, ``run``); may be reassigned.
     """
 
     def __init__(
         self,
-        teacher,
+        teacher: PayloadTeacher,
         cache: QueryCache,
         ledger: BudgetLedger,
         *,
@@ -47,25 +71,68 @@ class CachedTeacher:
     ) -> None:
         if max_queries is not None and max_queries < 0:
             raise ValueError("max_queries must be >= 0")
-        self.teacher = teacher
-        self.cache = cache
-        self.ledger = ledger
+        self._inner = teacher
+        self._cache = cache
+        self._ledger = ledger
         self.max_queries = max_queries
         self.stage = stage
-        self.sent = 0  # items sent (and stored) by this object
-        self.charged = 0  # queries the vendor says it charged for them
-        self.cache_hits = 0
-        self.budget_remaining: int | None = None
+        self._sent = 0  # items sent (and stored) by this object
+        self._charged = 0  # queries the vendor says it charged for them
+        self._cache_hits = 0
+        self._budget_remaining: int | None = None
         self._reserved = 0  # items sent or in flight, for the cap check
-        #: called with a count of items as they are resolved (cache hits, then each chunk), so a
-        #: progress bar moves while a large call is still in flight.
-        self.progress: Callable[[int], None] | None = None
+        # Called with a count of items as they are resolved (cache hits, then each chunk), so a
+        # progress bar moves while a large call is still in flight.
+        self._progress: Callable[[int], None] | None = None
         self._lock = threading.Lock()
 
     @property
-    def card(self):
+    def card(self) -> ModelCard:
         """The inner teacher's model card."""
-        return self.teacher.card
+        return self._inner.card
+
+    @property
+    def inner(self) -> PayloadTeacher:
+        """The teacher behind the cache."""
+        return self._inner
+
+    # -- stats ---------------------------------------------------------------------------------
+
+    def stats(self) -> TeacherStats:
+        """A snapshot of what this object has sent, been charged and served from the cache."""
+        with self._lock:
+            return TeacherStats(self._sent, self._charged, self._cache_hits, self._budget_remaining)
+
+    @property
+    def sent(self) -> int:
+        """Items sent to the inner teacher by this object."""
+        return self._sent
+
+    @property
+    def charged(self) -> int:
+        """Queries the vendor charged for them."""
+        return self._charged
+
+    @property
+    def cache_hits(self) -> int:
+        """Items answered from the cache."""
+        return self._cache_hits
+
+    @property
+    def budget_remaining(self) -> int | None:
+        """The vendor's remaining budget as last reported by a response (None before one)."""
+        return self._budget_remaining
+
+    @property
+    def metered(self) -> bool:
+        """Whether the inner teacher is paid per query (a vendor) rather than run in process."""
+        return isinstance(self._inner, MeteredTeacher)
+
+    def usage(self) -> UsageResponse | None:
+        """The key's budget and totals from the vendor (free); None for an unmetered teacher."""
+        if isinstance(self._inner, MeteredTeacher):
+            return self._inner.usage()
+        return None
 
     # -- protocol ----------------------------------------------------------------------------
 
@@ -80,24 +147,73 @@ class CachedTeacher:
         """Embed texts through the cache."""
         return self.embed_encoded(TEXTS, list(texts), purpose=purpose)
 
-    # -- cache-aware core --------------------------------------------------------------------
+    # -- cache checks ------------------------------------------------------------------------
 
-    def keys_for(self, endpoint: str, payloads: Sequence[bytes] | Sequence[str]) -> list[str]:
+    def keys_for(
+        self, endpoint: EmbeddingEndpoint, payloads: Sequence[bytes] | Sequence[str]
+    ) -> list[str]:
         """Cache keys of encoded items (PNG bytes for images, strings for texts)."""
         fp = self.card.fingerprint
         return [
             item_digest(fp, endpoint, encode_text(p) if isinstance(p, str) else p) for p in payloads
         ]
 
-    def count_cached(
-        self, endpoint: str, payloads: Sequence[bytes] | Sequence[str]
-    ) -> tuple[int, int]:
-        """(distinct items, distinct items already cached); sends and records nothing."""
-        keys = set(self.keys_for(endpoint, payloads))
-        return len(keys), sum(1 for k in keys if self.cache.contains(k))
+    def is_cached(self, key: str) -> bool:
+        """Whether the item with this cache key is stored (sends and records nothing)."""
+        return self._cache.contains(key)
+
+    # -- the whole-plan memo -----------------------------------------------------------------
+
+    def recall(self, key: str, rows: int) -> np.ndarray | None:
+        """A stored block of ``rows`` answers under ``key`` (e.g. a whole plan), or None.
+
+        A block of another size (a stale or foreign entry) counts as absent. Records nothing:
+        the caller accounts for the items it stands for with ``record_cache_hits``.
+        """
+        dim = self.card.embed_dim
+        block = self._cache.get_many([key]).get(key)
+        if block is None or block.size != rows * dim:
+            return None
+        return block.reshape(rows, dim)
+
+    def remember(self, key: str, answers: np.ndarray) -> None:
+        """Store a block of answers (rows x embed_dim) under one key, for ``recall``."""
+        self._cache.put_many({key: np.asarray(answers, dtype=np.float32)})
+
+    def record_cache_hits(self, purpose: str, endpoint: EmbeddingEndpoint, n: int) -> None:
+        """Count ``n`` items answered without asking the cache item by item (a ``recall``)."""
+        if n <= 0:
+            return
+        with self._lock:
+            self._cache_hits += n
+        self._ledger.record(
+            stage=self.stage,
+            purpose=purpose,
+            endpoint=endpoint,
+            fingerprint=self.card.fingerprint,
+            cache_hits=n,
+            budget_remaining=None,
+        )
+
+    # -- progress ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reporting(self, progress: Callable[[int], None]) -> Iterator[None]:
+        """Call ``progress(n)`` as items resolve (cache hits, then each arriving chunk)."""
+        self._progress = progress
+        try:
+            yield
+        finally:
+            self._progress = None
+
+    # -- cache-aware core --------------------------------------------------------------------
 
     def embed_encoded(
-        self, endpoint: str, payloads: Sequence[bytes] | Sequence[str], *, purpose: str
+        self,
+        endpoint: EmbeddingEndpoint,
+        payloads: Sequence[bytes] | Sequence[str],
+        *,
+        purpose: str,
     ) -> np.ndarray:
         """Embed already-encoded items, paying only for distinct cache misses.
 
@@ -107,25 +223,17 @@ class CachedTeacher:
                 every chunk that arrived before the error is cached.
         """
         keys = self.keys_for(endpoint, payloads)
-        found = self.cache.get_many(dict.fromkeys(keys))
+        found = self._cache.get_many(dict.fromkeys(keys))
         miss_index: dict[str, int] = {}
         for i, k in enumerate(keys):
             if k not in found and k not in miss_index:
                 miss_index[k] = i
         miss_keys = list(miss_index)
         hits = len(keys) - len(miss_keys)
-        self.cache_hits += hits
-        if self.progress is not None and hits:
-            self.progress(hits)
         if hits:
-            self.ledger.record(
-                stage=self.stage,
-                purpose=purpose,
-                endpoint=endpoint,
-                fingerprint=self.card.fingerprint,
-                cache_hits=hits,
-                budget_remaining=None,
-            )
+            self.record_cache_hits(purpose, endpoint, hits)
+            if self._progress is not None:
+                self._progress(hits)
 
         capped = False
         to_send = miss_keys
@@ -140,28 +248,25 @@ class CachedTeacher:
                     raise QueryCapReached(self._cap_message(len(miss_keys)))
                 self._reserved += n
 
-        def on_chunk_for(sent_keys: list[str]):
-            return lambda res: on_chunk(sent_keys, res)
-
         def on_chunk(sent_keys: list[str], res: ChunkResult) -> None:
             chunk_keys = sent_keys[res.start : res.start + len(res.embeddings)]
-            self.cache.put_many(dict(zip(chunk_keys, res.embeddings, strict=False)))
+            self._cache.put_many(dict(zip(chunk_keys, res.embeddings, strict=False)))
             for k, v in zip(chunk_keys, res.embeddings, strict=False):
                 found[k] = v
-            if self.progress is not None:
-                self.progress(len(chunk_keys))
+            if self._progress is not None:
+                self._progress(len(chunk_keys))
             with self._lock:
-                self.sent += len(chunk_keys)
-                self.charged += res.charged
+                self._sent += len(chunk_keys)
+                self._charged += res.charged
                 if res.budget_remaining is not None:
                     # Concurrent chunks arrive out of charge order: the lowest report is newest.
-                    self.budget_remaining = min(
+                    self._budget_remaining = min(
                         res.budget_remaining,
-                        self.budget_remaining
-                        if self.budget_remaining is not None
+                        self._budget_remaining
+                        if self._budget_remaining is not None
                         else res.budget_remaining,
                     )
-            self.ledger.record(
+            self._ledger.record(
                 stage=self.stage,
                 purpose=purpose,
                 endpoint=endpoint,
@@ -173,11 +278,15 @@ class CachedTeacher:
             )
 
         def send(keys_: list[str]) -> None:
-            self.teacher.embed_payloads(
+            # One call holds one kind of item (all bytes or all strings).
+            items = cast(
+                "Sequence[bytes] | Sequence[str]", [payloads[miss_index[k]] for k in keys_]
+            )
+            self._inner.embed_payloads(
                 endpoint,
-                [payloads[miss_index[k]] for k in keys_],
+                items,
                 before_chunk=before_chunk,
-                on_chunk=on_chunk_for(keys_),
+                on_chunk=lambda res: on_chunk(keys_, res),
             )
 
         if to_send:
@@ -187,7 +296,7 @@ class CachedTeacher:
                 # Nothing is in flight any more, and a 402 charges nothing: give the refused
                 # requests' items back to the cap before spending what the budget has left.
                 with self._lock:
-                    self._reserved = self.sent
+                    self._reserved = self._sent
                 self._spend_the_rest(exc, to_send, found, send)
                 raise
         if capped:
@@ -201,7 +310,7 @@ class CachedTeacher:
         self,
         exc: BudgetExhausted,
         wanted: list[str],
-        found: dict,
+        found: dict[str, np.ndarray],
         send: Callable[[list[str]], None],
     ) -> None:
         """After a 402, buy as many of the unsent items as the budget left still pays for.
@@ -221,12 +330,12 @@ class CachedTeacher:
                 send(batch)
             except BudgetExhausted as again:
                 with self._lock:
-                    self._reserved = self.sent
+                    self._reserved = self._sent
                 if again.remaining is None or again.remaining >= remaining:
                     return
                 remaining = again.remaining
                 continue
-            remaining = self.budget_remaining or 0
+            remaining = self._budget_remaining or 0
 
     def _cap_message(self, needed: int) -> str:
         return (
@@ -238,15 +347,12 @@ class CachedTeacher:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the cache, the ledger and the inner teacher's HTTP client (if any)."""
-        client = getattr(self.teacher, "client", None)
-        if client is not None:
-            client.close()
-        self.cache.close()
-        self.ledger.close()
+        """Close the cache and the ledger (the inner teacher belongs to whoever made it)."""
+        self._cache.close()
+        self._ledger.close()
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
+from client_distiller.teacher.base import PayloadTeacher
 from client_distiller.teacher.budget import BudgetLedger
 from client_distiller.teacher.cache import QueryCache
 from client_distiller.teacher.cached import CachedTeacher
@@ -18,58 +23,79 @@ class TeacherConfigError(TeacherError):
     """The options do not describe a usable teacher (no endpoint, both kinds, ...)."""
 
 
-def make_http_client(
-    endpoint: str, api_key: str | None, *, timeout_s: float = 120.0
-) -> httpx.Client:
-    """An ``httpx.Client`` for the vendor: base URL, bearer key, generous read timeout."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+def make_http_client(endpoint: str, *, timeout_s: float = 120.0) -> httpx.Client:
+    """An ``httpx.Client`` for the vendor: base URL and a generous read timeout."""
     return httpx.Client(
-        base_url=endpoint.rstrip("/"),
-        headers=headers,
-        timeout=httpx.Timeout(timeout_s, connect=10.0),
+        base_url=endpoint.rstrip("/"), timeout=httpx.Timeout(timeout_s, connect=10.0)
     )
 
 
+@contextlib.contextmanager
 def open_teacher(
     *,
-    endpoint: str | None,
-    api_key: str | None,
-    cache_dir: Path,
+    cache_dir: str | os.PathLike[str],
+    endpoint: str | None = None,
+    api_key: str | SecretStr | None = None,
     local_model: str | None = None,
     local_pretrained: str | None = None,
+    clip_config_dirs: Sequence[str | os.PathLike[str]] = (),
     max_queries: int | None = None,
     stage: str = "fetch",
     concurrency: int = 4,
-) -> CachedTeacher:
-    """The cached, metered teacher for a command.
+    http_client: httpx.Client | None = None,
+) -> Iterator[CachedTeacher]:
+    """The cached, metered teacher for a command, as a context manager.
+
+    The factory owns what it creates: on exit it closes the cache, the ledger and the HTTP
+    client it opened. An injected ``http_client`` stays open (it belongs to the caller); it
+    carries its own base URL and transport, so tests can put the vendor app in process.
 
     Args:
-        endpoint: vendor base URL (e.g. ``http://127.0.0.1:8000``); None with a local model.
-        api_key: the vendor API key.
         cache_dir: the cache directory (embeddings + ledger).
+        endpoint: vendor base URL (e.g. ``http://127.0.0.1:8000``); not needed with
+            ``http_client``.
+        api_key: the vendor API key (sent as ``Authorization: Bearer``).
         local_model: open_clip architecture for an in-process white-box teacher instead.
         local_pretrained: its pretrained tag or checkpoint path.
+        clip_config_dirs: folders of open_clip model configs for ``local_model`` (besides the
+            built-in ones, see ``model_io.register_model_configs``).
         max_queries: hard cap on queries this process may send.
         stage: ledger label.
         concurrency: chunks in flight (remote only).
+        http_client: a ready ``httpx.Client`` for the vendor instead of one made from
+            ``endpoint``.
 
     Raises:
-        TeacherConfigError: neither or both of ``endpoint`` and ``local_model`` given.
+        TeacherConfigError: neither or both of a vendor and ``local_model`` given, or no key.
     """
-    if endpoint and local_model:
+    remote = bool(endpoint) or http_client is not None
+    if remote and local_model:
         raise TeacherConfigError("give either --endpoint or --local-teacher, not both")
-    if not endpoint and not local_model:
+    if not remote and not local_model:
         raise TeacherConfigError(
             "no teacher: pass --endpoint URL (or set VL2V_ENDPOINT) with --api-key, "
             "or --local-teacher MODEL"
         )
-    if local_model:
-        inner = LocalTeacher(model=local_model, pretrained=local_pretrained)
-    else:
-        if not api_key:
-            raise TeacherConfigError("no API key: pass --api-key or set VL2V_API_KEY")
-        inner = RemoteTeacher(client=make_http_client(endpoint, api_key), concurrency=concurrency)
-    cache_dir = Path(cache_dir)
-    return CachedTeacher(
-        inner, QueryCache(cache_dir), BudgetLedger(cache_dir), max_queries=max_queries, stage=stage
-    )
+    key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
+    with contextlib.ExitStack() as stack:
+        inner: PayloadTeacher
+        if local_model:
+            inner = LocalTeacher(
+                model=local_model, pretrained=local_pretrained, config_dirs=clip_config_dirs
+            )
+        else:
+            if not key:
+                raise TeacherConfigError("no API key: pass --api-key or set VL2V_API_KEY")
+            if http_client is None:
+                assert endpoint is not None
+                http_client = stack.enter_context(make_http_client(endpoint))
+            inner = RemoteTeacher(client=http_client, api_key=key, concurrency=concurrency)
+        cache_dir = Path(cache_dir)
+        teacher = CachedTeacher(
+            inner,
+            QueryCache(cache_dir),
+            BudgetLedger(cache_dir),
+            max_queries=max_queries,
+            stage=stage,
+        )
+        yield stack.enter_context(teacher)  # closes the cache and the ledger

@@ -8,6 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import httpx
 import numpy as np
@@ -21,13 +22,17 @@ from client_distiller.teacher.errors import (
     TeacherError,
     VendorError,
 )
-from client_distiller.teacher.wire import chunk_idempotency_key, encode_image
+from client_distiller.teacher.wire import chunk_idempotency_key, encode_image, encode_text
 from shared_schemas import (
     IMAGES,
     TEXTS,
+    EmbeddingEndpoint,
     EmbeddingResponse,
+    ErrorResponse,
+    ImageEmbeddingRequest,
     ModelCard,
     ModelListResponse,
+    TextEmbeddingRequest,
     UsageResponse,
     decode_embedding,
 )
@@ -42,11 +47,15 @@ RETRY_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 class RemoteTeacher:
     """Teacher behind the vendor's API (``/v1/models``, ``/v1/embeddings/{images,texts}``).
 
-    The injected client carries the base URL and the ``Authorization`` header, so tests can pass
-    a client on an ``httpx.MockTransport`` or on a real server.
+    The injected client carries the base URL and the transport, so tests can pass a client on
+    an ``httpx.MockTransport``, on the vendor app in process, or on a real server. Requests are
+    the wire contract's models (``ImageEmbeddingRequest``, ``TextEmbeddingRequest``); error
+    bodies are read as ``ErrorResponse``.
 
     Args:
-        client: configured ``httpx.Client``.
+        client: configured ``httpx.Client`` (base URL; it may carry the ``Authorization``
+            header itself instead of ``api_key``).
+        api_key: the vendor API key, sent as ``Authorization: Bearer`` with every request.
         model: id of the model to use; the first one the vendor lists when None.
         concurrency: chunks in flight at once.
         max_retries: retries per chunk for 429 / 5xx / timeouts / connection errors.
@@ -59,6 +68,7 @@ class RemoteTeacher:
         self,
         *,
         client: httpx.Client,
+        api_key: str | None = None,
         model: str | None = None,
         concurrency: int = 4,
         max_retries: int = 6,
@@ -67,6 +77,7 @@ class RemoteTeacher:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
+        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.model = model
         self.concurrency = max(1, concurrency)
         self.max_retries = max_retries
@@ -122,7 +133,7 @@ class RemoteTeacher:
 
     def embed_payloads(
         self,
-        endpoint: str,
+        endpoint: EmbeddingEndpoint,
         payloads: Sequence[bytes] | Sequence[str],
         *,
         before_chunk: BeforeChunk | None = None,
@@ -131,7 +142,7 @@ class RemoteTeacher:
         """Send already-encoded items (PNG bytes or texts) in chunks, several in flight.
 
         Args:
-            endpoint: ``"images"`` or ``"texts"``.
+            endpoint: ``IMAGES`` or ``TEXTS``.
             payloads: PNG bytes (images) or strings (texts), exactly as they go on the wire.
             before_chunk: called before each chunk is sent; may raise to stop.
             on_chunk: called with each ``ChunkResult`` as it arrives.
@@ -151,21 +162,27 @@ class RemoteTeacher:
             on_chunk=on_chunk,
         )
 
-    def _send_chunk(self, endpoint: str, start: int, items: Sequence) -> ChunkResult:
+    def _send_chunk(self, endpoint: EmbeddingEndpoint, start: int, items: Sequence) -> ChunkResult:
         card = self.card
+        request: ImageEmbeddingRequest | TextEmbeddingRequest
         if endpoint == IMAGES:
             raw = [bytes(b) for b in items]
-            body = {
-                "images": [base64.b64encode(b).decode("ascii") for b in raw],
-                "normalize": True,
-                "encoding_format": "base64",
-            }
+            request = ImageEmbeddingRequest(
+                images=[base64.b64encode(b).decode("ascii") for b in raw],
+                normalize=True,
+                encoding_format="base64",
+            )
         else:
-            raw = [t.encode("utf-8") for t in items]
-            body = {"texts": list(items), "normalize": True, "encoding_format": "base64"}
+            raw = [encode_text(t) for t in items]
+            request = TextEmbeddingRequest(
+                texts=list(items), normalize=True, encoding_format="base64"
+            )
         key = chunk_idempotency_key(card.fingerprint, endpoint, raw)
         resp = self._request(
-            "POST", f"/v1/embeddings/{endpoint}", json=body, headers={"Idempotency-Key": key}
+            "POST",
+            f"/v1/embeddings/{endpoint}",
+            json=request.model_dump(mode="json"),
+            headers={"Idempotency-Key": key},
         )
         parsed = EmbeddingResponse.model_validate(resp.json())
         if parsed.fingerprint != card.fingerprint:
@@ -194,9 +211,12 @@ class RemoteTeacher:
 
     # -- HTTP with retries -------------------------------------------------------------------
 
-    def _request(self, method: str, url: str, *, json, headers: dict) -> httpx.Response:
+    def _request(
+        self, method: str, url: str, *, json: dict[str, Any] | None, headers: dict[str, str]
+    ) -> httpx.Response:
         """One call with the retry policy: 429/409/5xx/timeouts back off and retry."""
         attempt = 0
+        headers = {**self._auth, **headers}
         while True:
             try:
                 resp = self.client.request(method, url, json=json, headers=headers)
@@ -232,8 +252,8 @@ def _error_for(resp: httpx.Response, *, attempts: int) -> TeacherError:
     code = resp.status_code
     request_id = resp.headers.get("X-Request-Id")
     try:
-        detail = resp.json()["error"]["message"]
-    except Exception:  # noqa: BLE001 - any body shape: fall back to raw text
+        detail = ErrorResponse.model_validate_json(resp.content).error.message
+    except ValueError:  # not the error schema (a proxy's page, a crash): show the raw text
         detail = resp.text[:300]
     msg = f"HTTP {code}: {detail}"
     kw = {"status_code": code, "request_id": request_id}

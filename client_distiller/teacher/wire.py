@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from PIL import Image
 
+from shared_schemas import EmbeddingEndpoint
+
 
 def encode_image(image: Image.Image, size: int) -> bytes:
     """Resize an image to ``size`` x ``size`` RGB and encode it as PNG.
@@ -38,7 +40,7 @@ def encode_text(text: str) -> bytes:
     return text.encode("utf-8")
 
 
-def item_digest(fingerprint: str, endpoint: str, payload: bytes) -> str:
+def item_digest(fingerprint: str, endpoint: EmbeddingEndpoint, payload: bytes) -> str:
     """Cache key of one item: sha256 over (model fingerprint, endpoint, exact bytes sent)."""
     h = hashlib.sha256()
     for part in (fingerprint.encode(), endpoint.encode()):
@@ -49,7 +51,9 @@ def item_digest(fingerprint: str, endpoint: str, payload: bytes) -> str:
     return h.hexdigest()
 
 
-def chunk_idempotency_key(fingerprint: str, endpoint: str, payloads: Sequence[bytes]) -> str:
+def chunk_idempotency_key(
+    fingerprint: str, endpoint: EmbeddingEndpoint, payloads: Sequence[bytes]
+) -> str:
     """Stable ``Idempotency-Key`` of one chunk: sha256 over its items' bytes, in order.
 
     The same chunk resent (a retry, or a rerun after a crash) carries the same key, so the vendor

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import diskcache
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,9 +15,11 @@ from client_distiller.teacher import (
     BudgetLedger,
     CachedTeacher,
     LocalTeacher,
+    PayloadTeacher,
     QueryCache,
     QueryCapReached,
     Teacher,
+    TeacherStats,
     encode_image,
     state_dict_fingerprint,
 )
@@ -27,8 +30,11 @@ def local() -> LocalTeacher:
     return LocalTeacher(model="vl2v-tiny")
 
 
-def _cached(local: LocalTeacher, cache_dir: Path, **kw) -> CachedTeacher:
-    return CachedTeacher(local, QueryCache(cache_dir), BudgetLedger(cache_dir), **kw)
+def _cached(
+    local: LocalTeacher, cache_dir: Path, **kw
+) -> tuple[CachedTeacher, QueryCache, BudgetLedger]:
+    cache, ledger = QueryCache(cache_dir), BudgetLedger(cache_dir)
+    return CachedTeacher(local, cache, ledger, **kw), cache, ledger
 
 
 def _images(n: int) -> list[Image.Image]:
@@ -37,7 +43,7 @@ def _images(n: int) -> list[Image.Image]:
 
 
 def test_local_teacher_card_and_fingerprint(local: LocalTeacher) -> None:
-    assert isinstance(local, Teacher)
+    assert isinstance(local, Teacher) and isinstance(local, PayloadTeacher)
     card = local.card
     assert card.image_size == 32 and card.embed_dim == 32
     assert card.fingerprint == state_dict_fingerprint(local.model)
@@ -54,7 +60,7 @@ def test_local_teacher_card_and_fingerprint(local: LocalTeacher) -> None:
 
 
 def test_cache_pays_once_and_stores_raw_float32(local, tmp_path: Path) -> None:
-    t = _cached(local, tmp_path)
+    t, _, ledger = _cached(local, tmp_path)
     imgs = _images(5)
     first = t.embed_images(imgs + imgs[:2], purpose="x")  # 2 duplicates inside one call
     assert t.sent == 5 and t.cache_hits == 2
@@ -65,25 +71,29 @@ def test_cache_pays_once_and_stores_raw_float32(local, tmp_path: Path) -> None:
     assert np.allclose(direct, again, atol=1e-6)
     # Values on disk are the raw little-endian float32 bytes, not pickles.
     key = t.keys_for("images", [encode_image(imgs[0], 32)])[0]
-    raw = t.cache._cache.get(key, read=False)
+    assert t.is_cached(key)
+    with diskcache.Cache(str(tmp_path / "embeddings")) as store:
+        raw = store.get(key, read=False)
     assert isinstance(raw, bytes) and len(raw) == 32 * 4
     assert np.array_equal(np.frombuffer(raw, "<f4"), again[0])
-    assert t.ledger.totals() == {"sent": 5, "charged": 5, "cache_hits": 7}
+    assert ledger.totals() == {"sent": 5, "charged": 5, "cache_hits": 7}
+    assert t.stats() == TeacherStats(sent=5, charged=5, cache_hits=7, budget_remaining=None)
+    assert not t.metered and t.usage() is None  # a local teacher is paid nothing
     t.close()
     # A new process-equivalent (new objects) still hits.
-    t2 = _cached(local, tmp_path)
+    t2, _, _ = _cached(local, tmp_path)
     t2.embed_images(imgs, purpose="x")
     assert t2.sent == 0 and t2.cache_hits == 5
     t2.close()
 
 
 def test_cap_is_checked_before_sending(local, tmp_path: Path) -> None:
-    t = _cached(local, tmp_path, max_queries=70)
+    t, cache, _ = _cached(local, tmp_path, max_queries=70)
     imgs = _images(100)
     with pytest.raises(QueryCapReached, match="--max-queries 70"):
         t.embed_images(imgs)
     assert t.sent == 70  # the cap is used exactly, never exceeded
-    assert len(t.cache) == 70
+    assert len(cache) == 70
     with pytest.raises(QueryCapReached):
         t.embed_texts(["a"])
     assert t.sent == 70
@@ -95,7 +105,7 @@ def test_fetch_plan_class_texts_and_views(local, tiny_dataset: Path, tmp_path: P
     plan = build_plan(ds, "sketch", views=2, prompts=["a photo of a {}", "a drawing of a {}"])
     assert plan.count().images == 20 * 2 + 4 + 10 and plan.count().texts == 3 * 2
     assert plan.text_queries[1].text == "a photo of a hot air balloon"
-    t = _cached(local, tmp_path)
+    t, _, _ = _cached(local, tmp_path)
     emb = fetch_plan(plan, t, progress=False)
     assert len(emb.train) == 40 and len(emb.eval) == 14
     assert emb.class_texts.shape == (3, 32) and emb.prompt_texts.shape == (2, 3, 32)

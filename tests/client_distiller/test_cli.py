@@ -121,11 +121,12 @@ def test_local_teacher_estimate_fetch_report(tiny_dataset: Path, tmp_path: Path,
     assert "train-views" in out and "class-texts" in out and plot.stat().st_size > 1000
 
 
-def test_data_demo_resolves_through_demo_world(
+def test_data_demo_resolves_through_the_demo_edge(
     tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
     # Generating the real demo benchmark takes ~20 s here (the demo-world tests cover it); this
-    # checks only that `--data demo` goes through demo_world.assets.ensure_demo_benchmark.
+    # checks only that `--data demo` goes through demo_world.assets.ensure_demo_benchmark, in
+    # the data dir the settings name (VL2V_DATA_DIR, else ~/.cache/vl2v/data).
     assets = pytest.importorskip("demo_world.assets")
     calls = []
 
@@ -134,21 +135,23 @@ def test_data_demo_resolves_through_demo_world(
         return tiny_dataset
 
     monkeypatch.setattr(assets, "ensure_demo_benchmark", fake_ensure)
-    assert (
-        main(
-            [
-                "estimate",
-                "--data",
-                "demo",
-                "--target-domain",
-                "photo",
-                "--local-teacher",
-                "vl2v-tiny",
-                "--cache-dir",
-                str(tmp_path / "c"),
-            ]
-        )
-        == 0
-    )
-    assert calls == [None]
+    args = [
+        "estimate",
+        "--data",
+        "demo",
+        "--target-domain",
+        "photo",
+        "--local-teacher",
+        "vl2v-tiny",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
+    monkeypatch.delenv("VL2V_DATA_DIR", raising=False)
+    assert main(args) == 0
+    assert calls == [Path.home() / ".cache" / "vl2v" / "data"]
     assert f"data: {tiny_dataset}" in capsys.readouterr().out
+    monkeypatch.setenv("VL2V_DATA_DIR", str(tmp_path / "data-dir"))
+    assert main(args) == 0
+    assert calls[1:] == [tmp_path / "data-dir"]
+    assert main([*args, "--data-dir", str(tmp_path / "flag")]) == 0  # the flag wins
+    assert calls[2:] == [tmp_path / "flag"]

@@ -207,13 +207,14 @@ def test_after_a_402_the_rest_of_the_budget_is_spent_without_paying_twice(tmp_pa
     )
     client = httpx.Client(transport=transport, base_url="http://vendor")
     remote = RemoteTeacher(client=client, concurrency=1, sleep=lambda s: None)
-    teacher = CachedTeacher(remote, QueryCache(tmp_path), BudgetLedger(tmp_path))
+    cache = QueryCache(tmp_path)
+    teacher = CachedTeacher(remote, cache, BudgetLedger(tmp_path))
     texts = [f"t{i}" for i in range(20)]
     with pytest.raises(BudgetExhausted):
         teacher.embed_texts(texts)
     assert state["remaining"] == 0
     assert sorted(state["charged"]) == sorted(texts) and max(state["charged"].values()) == 1
-    assert teacher.sent == 20 and len(teacher.cache) == 20
+    assert teacher.sent == 20 and len(cache) == 20
     assert teacher.embed_texts(texts).shape == (20, DIM)  # all from the cache now
     assert len(vendor.requests) == 8  # 4 + 4, refused, 4, refused, 2, 4 + 2
     teacher.close()

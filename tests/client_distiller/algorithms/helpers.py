@@ -5,10 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from client_distiller.algorithms import BuildContext
+from client_distiller.algorithms import BuildContext, WhiteBoxTeacher
+from client_distiller.models import TimmBackbone
 from client_distiller.train import PairData
+from model_io import register_model_configs
 
 CLASSES = ["house", "tree", "fish"]
+
 EMBED_DIM = 32  # vl2v-tiny's embedding dim
 
 
@@ -16,33 +19,30 @@ def tiny_context(*, with_teacher: bool = False) -> BuildContext:
     """test_resnet student at 32 px, random class text embeddings, optional vl2v-tiny teacher."""
     gen = torch.Generator().manual_seed(0)
     text = F.normalize(torch.randn(len(CLASSES), EMBED_DIM, generator=gen), dim=-1)
-    visual, spec = None, None
+    white_box = None
     if with_teacher:
         import open_clip
 
-        from demo_world.models import register_open_clip_configs
-
-        register_open_clip_configs()
+        register_model_configs()  # vl2v-tiny is built in
         torch.manual_seed(0)
         clip = open_clip.create_model("vl2v-tiny", pretrained=None)
-        visual = clip.visual.eval()
-        spec = {
-            "name": "vl2v-tiny",
-            "image_size": 32,
-            "mean": [0.48, 0.46, 0.41],
-            "std": [0.27, 0.26, 0.28],
-        }
+        white_box = WhiteBoxTeacher(
+            visual=clip.visual.eval(),
+            name="vl2v-tiny",
+            image_size=32,
+            mean=[0.48, 0.46, 0.41],
+            std=[0.27, 0.26, 0.28],
+        )
     return BuildContext(
         classes=CLASSES,
         class_text=text,
         logit_scale=20.0,
+        student=TimmBackbone("test_resnet"),
         prompts=["a photo of a {}"],
         teacher_fingerprint="f" * 64,
-        backbone_spec={"kind": "timm", "name": "test_resnet"},
         pretrained=False,
         input_size=32,
-        teacher_visual=visual,
-        teacher_spec=spec,
+        white_box=white_box,
     )
 
 

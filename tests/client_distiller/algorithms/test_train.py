@@ -34,7 +34,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
         # Dies at the first evaluation of the distill stage (step 3), after the resume
         # checkpoint of step 2 was written: what a kill mid-stage leaves behind.
         calls["n"] += 1
-        if algorithm.stage == "distill" and calls["n"] == 3:
+        if algorithm.stage.name == "distill" and calls["n"] == 3:
             raise Interrupt
         return 0.5
 
