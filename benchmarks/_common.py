@@ -145,22 +145,34 @@ class TeacherChoice:
     model: str
     pretrained: str | None  # checkpoint path / tag, None = random weights
     weights: str  # human description for the JSON and the tables
+    config_dirs: list[str] = field(default_factory=list)  # where its open_clip config lives
+
+    def knobs(self) -> dict[str, Any]:
+        """The vendor settings that serve this model (``start_vendor`` knobs)."""
+        knobs: dict[str, Any] = {"config_dirs": self.config_dirs} if self.config_dirs else {}
+        if self.pretrained:
+            knobs["pretrained"] = self.pretrained
+        return knobs
 
 
 def choose_teacher(model: str, scratch: Path) -> TeacherChoice:
-    """The teacher to benchmark: ``vl2v-demo`` with its shipped weights when they exist.
+    """The teacher to benchmark: the demo teacher with its shipped weights when they exist.
 
     Without the shipped checkpoint the demo architecture is served with random weights saved
     to ``scratch`` (the cost of a forward pass does not depend on the values, and
     ``set_flush_denormal`` keeps random weights from crawling). Every result records which.
     """
     from demo_world.assets import DEMO_TEACHER_MODEL, demo_teacher_checkpoint
+    from demo_world.models import MODEL_CONFIG_DIR
 
+    # The demo's architectures are defined in its config folder, which the vendor (and a local
+    # teacher) must be given explicitly.
+    dirs = [str(MODEL_CONFIG_DIR)] if (MODEL_CONFIG_DIR / f"{model}.json").is_file() else []
     if model != DEMO_TEACHER_MODEL:
-        return TeacherChoice(model, None, f"{model} (random weights)")
+        return TeacherChoice(model, None, f"{model} (random weights)", dirs)
     ckpt = demo_teacher_checkpoint()
     if ckpt.is_file():
-        return TeacherChoice(model, str(ckpt), f"{model} (shipped {ckpt.name})")
+        return TeacherChoice(model, str(ckpt), f"{model} (shipped {ckpt.name})", dirs)
     import open_clip
     import torch
 
@@ -168,7 +180,7 @@ def choose_teacher(model: str, scratch: Path) -> TeacherChoice:
 
     register_open_clip_configs()
     scratch.mkdir(parents=True, exist_ok=True)
-    path = scratch / "random-vl2v-demo.pt"
+    path = scratch / f"random-{model}.pt"
     if not path.is_file():
         torch.manual_seed(0)
         net = open_clip.create_model(model, pretrained=None)
@@ -178,7 +190,7 @@ def choose_teacher(model: str, scratch: Path) -> TeacherChoice:
         f"(same compute, meaningless embeddings)",
         file=sys.stderr,
     )
-    return TeacherChoice(model, str(path), f"{model} (random weights: {ckpt.name} missing)")
+    return TeacherChoice(model, str(path), f"{model} (random weights: {ckpt.name} missing)", dirs)
 
 
 # -- statistics ------------------------------------------------------------------------------

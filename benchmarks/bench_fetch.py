@@ -122,9 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = build_plan(dataset, target, views=args.views)
     count = plan.count()
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    knobs = {"rate_limit_rps": 1e6, "rate_limit_burst": 10**6}
-    if teacher.pretrained:
-        knobs["pretrained"] = teacher.pretrained
+    knobs = {"rate_limit_rps": 1e6, "rate_limit_burst": 10**6, **teacher.knobs()}
     (args.out / "scratch").mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="fetch-", dir=args.out / "scratch"))
     result = Result("fetch")

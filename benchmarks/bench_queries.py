@@ -4,7 +4,7 @@ Row 8 (issue 7). This drives the project's own experiment command (the same driv
 algorithms work, no second implementation):
 
     client-distiller run --data demo --target-domain T --algorithms adip \\
-        --views 1,2,4,8,online --steps S --align-steps S --local-teacher vl2v-demo ...
+        --views 1,2,4,8,online --steps S --align-steps S --local-teacher vl2v-demo-v3 ...
 
 ``online`` is the reference code's behaviour (a fresh teacher query for every training view of
 every step), so its query count is what the reference would have spent on the same run. The
@@ -92,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     if teacher.pretrained:
         cmd += ["--local-pretrained", teacher.pretrained]
+    if teacher.config_dirs:
+        cmd += ["--clip-config-dirs", *teacher.config_dirs]
     from demo_world.assets import demo_student_checkpoint
 
     student = "demo student (shipped weights)"

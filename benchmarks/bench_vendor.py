@@ -33,6 +33,7 @@ from _common import (
     BENCH_DIR,
     Result,
     Row,
+    TeacherChoice,
     choose_teacher,
     median,
     mib,
@@ -62,7 +63,7 @@ def demo_pngs(n: int, size: int) -> list[bytes]:
 class BareModel:
     """The served model in this process: ``encode_image`` on preprocessed tensors, no server."""
 
-    def __init__(self, model: str, pretrained: str | None, pngs: list[bytes]) -> None:
+    def __init__(self, teacher: TeacherChoice, pngs: list[bytes]) -> None:
         import torch
         from PIL import Image
 
@@ -70,7 +71,13 @@ class BareModel:
         from vendor_service.settings import ModelSettings
 
         self.torch = torch
-        self.loaded = load_model(ModelSettings(name=model, pretrained=pretrained))
+        self.loaded = load_model(
+            ModelSettings(
+                name=teacher.model,
+                pretrained=teacher.pretrained,
+                config_dirs=[Path(d) for d in teacher.config_dirs],
+            )
+        )
         # the server's own preprocessing of the same PNG bytes
         self.pool = torch.stack(
             [self.loaded.preprocess(Image.open(io.BytesIO(p)).convert("RGB")) for p in pngs]
@@ -154,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--model",
         default="vl2v-demo-v3",
-        help="open_clip model to serve (default vl2v-demo, the demo teacher)",
+        help="open_clip model to serve (default vl2v-demo-v3, the demo teacher)",
     )
     p.add_argument("--seconds", type=float, default=6.0, help="measured window per load run")
     p.add_argument("--warmup", type=float, default=1.5, help="load before each window")
@@ -201,19 +208,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from vendor_service.inference.loading import load_model  # noqa: F401 (import cost first)
 
-    probe = BareModel(teacher.model, teacher.pretrained, demo_pngs(1, 64))
+    probe = BareModel(teacher, demo_pngs(1, 64))
     size = probe.loaded.image_size
     pngs = demo_pngs(64, size)
-    bare = BareModel(teacher.model, teacher.pretrained, pngs)
+    bare = BareModel(teacher, pngs)
     del probe
     bodies = image_request_bodies(pngs, 1)
 
     print(f"bare model {teacher.weights}, {args.threads} thread(s), pass 1")
     bare1 = bare_sweep(bare, sizes, args.bare_seconds)
 
-    knobs = {"rate_limit_rps": 1e6, "rate_limit_burst": 10**6, "inference_threads": args.threads}
-    if teacher.pretrained:
-        knobs["pretrained"] = teacher.pretrained
+    knobs = {
+        "rate_limit_rps": 1e6,
+        "rate_limit_burst": 10**6,
+        "inference_threads": args.threads,
+        **teacher.knobs(),
+    }
     if args.max_batch:
         knobs["max_batch"] = args.max_batch
     if args.max_wait_ms is not None:
@@ -351,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "little_law_p99_bound_ms": round(3 * little_ms, 1),
         "vendor_vmhwm_mib": mib(vendor_hwm),
         "vendor_rss_after_mib": mib(vendor_rss),
-        "server_knobs": {k: v for k, v in knobs.items() if k != "pretrained"},
+        "server_knobs": {k: v for k, v in knobs.items() if k not in ("pretrained", "config_dirs")},
     }
     result.write(args.out)
     return 0

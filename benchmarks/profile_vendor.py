@@ -50,9 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     teacher = choose_teacher(args.model, BENCH_DIR / "scratch")
-    knobs = {"rate_limit_rps": 1e6, "rate_limit_burst": 10**6}
-    if teacher.pretrained:
-        knobs["pretrained"] = teacher.pretrained
+    knobs = {"rate_limit_rps": 1e6, "rate_limit_burst": 10**6, **teacher.knobs()}
     if args.max_batch:
         knobs["max_batch"] = args.max_batch
     if args.max_wait_ms is not None:
