@@ -1,1 +1,2 @@
-"""CLI subcommands: one module each, with ``add_arguments(parser)`` and ``run(args) -> int``."""
+"""CLI subcommands: one settings model each (its options, from ``options.py``) with ``run() ->
+int``; ``demo.py`` is the edge that turns the demo world's names into explicit values."""
