@@ -30,7 +30,6 @@ import os
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -98,24 +97,36 @@ class Job:
 def run_jobs(jobs: Sequence[Job], root: Path, args: argparse.Namespace) -> None:
     """Run the unfinished jobs, ``args.workers`` at a time, logging each to its own file."""
     todo = [j for j in jobs if j.record(root) is None]
-    print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already done; {len(todo)} to run",
-          flush=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "VL2V_DATA_DIR": str(root / "data")}
+    print(
+        f"{len(jobs) - len(todo)} of {len(jobs)} runs already done; {len(todo)} to run", flush=True
+    )
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "VL2V_DATA_DIR": str(root / "data"),
+    }
 
     def one(job: Job) -> None:
         log = job.out_dir(root) / "run.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
         with log.open("a") as f:
-            rc = subprocess.call(job.argv(root, args), stdout=f, stderr=subprocess.STDOUT,
-                                 env=env, cwd=REPO)
+            rc = subprocess.call(
+                job.argv(root, args), stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO
+            )
         rec = job.record(root)
-        status = "FAILED rc=%d (see %s)" % (rc, log) if rc or rec is None else (
-            f"ID {100 * rec['id_acc']:.1f} OOD {100 * rec['ood_acc']:.1f} "
-            f"val {_val(rec):.3f}")
-        print(f"[{time.strftime('%H:%M:%S')}] {job.name}: {status} ({time.time() - t0:.0f} s)",
-              flush=True)
+        status = (
+            f"FAILED rc={rc} (see {log})"
+            if rc or rec is None
+            else (
+                f"ID {100 * rec['id_acc']:.1f} OOD {100 * rec['ood_acc']:.1f} val {_val(rec):.3f}"
+            )
+        )
+        print(
+            f"[{time.strftime('%H:%M:%S')}] {job.name}: {status} ({time.time() - t0:.0f} s)",
+            flush=True,
+        )
 
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
         list(pool.map(one, todo))
@@ -153,14 +164,12 @@ def selection(root: Path) -> dict[tuple[str, str], float]:
 
 def final_jobs(root: Path) -> list[Job]:
     chosen = selection(root)
-    return [Job(a, t, s, chosen[(a, t)]) for a in TRAINED for t in TARGETS for s in SEEDS
-            if s != 0]
+    return [Job(a, t, s, chosen[(a, t)]) for a in TRAINED for t in TARGETS for s in SEEDS if s != 0]
 
 
 def sweep_jobs(root: Path) -> list[Job]:
     chosen = selection(root)
-    return [Job("adip", t, 0, chosen[("adip", t)], views=k) for t in TARGETS
-            for k in SWEEP_VIEWS]
+    return [Job("adip", t, 0, chosen[("adip", t)], views=k) for t in TARGETS for k in SWEEP_VIEWS]
 
 
 def _mean_se(values: Sequence[float]) -> tuple[float, float]:
@@ -196,18 +205,23 @@ def report(root: Path, publish: Path) -> None:
             for r in rows:
                 if r is not None:
                     f.write(json.dumps(r, sort_keys=True) + "\n")
-    (publish / "selection.json").write_text(json.dumps(
-        {f"{a}/{t}": lr for (a, t), lr in sorted(chosen.items())}, indent=2) + "\n")
+    (publish / "selection.json").write_text(
+        json.dumps({f"{a}/{t}": lr for (a, t), lr in sorted(chosen.items())}, indent=2) + "\n"
+    )
 
     lines = [
-        "# Leave-one-domain-out on the demo world (teacher v3)", "",
-        f"Protocol: {STEPS} steps per stage (Align {ALIGN_STEPS} at lr {ALIGN_LR:g}), "
+        "# Leave-one-domain-out on the demo world (teacher v3)",
+        "",
+        (
+            f"Protocol: {STEPS} steps per stage (Align {ALIGN_STEPS} at lr {ALIGN_LR:g}), "
         f"{BATCH} images per source style per step, K = {VIEWS} teacher views, frozen "
         f"BatchNorm, source validation every {EVAL_EVERY} steps keeping the best checkpoint; "
         f"learning rate per (algorithm, held-out style) chosen from {list(GRID_LRS)} by the "
         "best source-validation accuracy of seed 0 (never the held-out style); seeds 0-2 at "
         "the chosen rate. Cells: mean ± standard error over the 3 seeds (zeroshot: one "
-        "deterministic value, no error bar).", "",
+            "deterministic value, no error bar)."
+        ),
+        "",
         "## OOD accuracy (held-out style's in-split, %)", "",
         *_table(table, "ood_acc"), "",
         "## ID accuracy (source styles' out-splits, %)", "",
@@ -230,17 +244,24 @@ def report(root: Path, publish: Path) -> None:
                 cells.append(f"{100 * _val(r):.1f} / {100 * r['ood_acc']:.1f}{mark}")
             lines.append(f"| {a} | {lr:g} | " + " | ".join(cells) + " |")
     if all(r is not None for r in sweep):
-        lines += ["", "## ADiP against teacher queries (seed 0, chosen rates)", "",
-                  *_sweep_table(sweep + [j.record(root) for j in finals
-                                         if j.algorithm == "adip" and j.seed == 0])]
+        lines += [
+            "",
+            "## ADiP against teacher queries (seed 0, chosen rates)",
+            "",
+            *_sweep_table(
+                sweep + [j.record(root) for j in finals if j.algorithm == "adip" and j.seed == 0]
+            ),
+        ]
     (publish / "tables.md").write_text("\n".join(lines) + "\n")
     _plots(table, sweep, root, finals, publish)
     print((publish / "tables.md").read_text())
 
 
 def _table(records: list[dict], metric: str) -> list[str]:
-    out = ["| algorithm | " + " | ".join(TARGETS) + " | Avg |",
-           "|---|" + "---|" * (len(TARGETS) + 1)]
+    out = [
+        "| algorithm | " + " | ".join(TARGETS) + " | Avg |",
+        "|---|" + "---|" * (len(TARGETS) + 1),
+    ]
     for a in ("zeroshot", *TRAINED):
         rs = [r for r in records if r["algorithm"] == a]
         cells = [_cell([r[metric] for r in rs if r["target"] == t]) for t in TARGETS]
@@ -252,18 +273,19 @@ def _table(records: list[dict], metric: str) -> list[str]:
 
 def _differences(records: list[dict]) -> list[str]:
     by = {(r["algorithm"], r["target"], r["seed"]): r["ood_acc"] for r in records}
-    out = ["| difference | " + " | ".join(TARGETS) + " | Avg | seeds with a gain (Avg) |",
-           "|---|" + "---|" * (len(TARGETS) + 2)]
+    out = [
+        "| difference | " + " | ".join(TARGETS) + " | Avg | seeds with a gain (Avg) |",
+        "|---|" + "---|" * (len(TARGETS) + 2),
+    ]
     for other in ("erm", "kd"):
-        per = {t: [100 * (by[("adip", t, s)] - by[(other, t, s)]) for s in SEEDS]
-               for t in TARGETS}
+        per = {t: [100 * (by[("adip", t, s)] - by[(other, t, s)]) for s in SEEDS] for t in TARGETS}
         avg = [sum(per[t][i] for t in TARGETS) / len(TARGETS) for i in range(len(SEEDS))]
         cells = []
         for vals in [*per.values(), avg]:
             m, se = _mean_se(vals)
             cells.append(f"{m:+.1f} ± {se:.1f}")
         wins = sum(v > 0 for v in avg)
-        out.append(f"| adip − {other} | " + " | ".join(cells) + f" | {wins} of {len(SEEDS)} |")
+        out.append(f"| adip - {other} | " + " | ".join(cells) + f" | {wins} of {len(SEEDS)} |")
     return out
 
 
@@ -279,8 +301,9 @@ def _sweep_table(records: list[dict]) -> list[str]:
     return out
 
 
-def _plots(table: list[dict], sweep: list[dict], root: Path, finals: list[Job],
-           publish: Path) -> None:
+def _plots(
+    table: list[dict], sweep: list[dict], root: Path, finals: list[Job], publish: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -313,10 +336,12 @@ def _plots(table: list[dict], sweep: list[dict], root: Path, finals: list[Job],
         fig, ax = plt.subplots(figsize=(6.5, 4.2), layout="constrained")
         order = {"1": 0, "2": 1, "4": 2, "8": 3, "online": 4}
         ks = sorted({str(r["views"]) for r in rows}, key=order.get)
-        q = [sum(r["queries_used"] for r in rows if str(r["views"]) == k) / len(TARGETS)
-             for k in ks]
-        acc = [100 * sum(r["ood_acc"] for r in rows if str(r["views"]) == k) / len(TARGETS)
-               for k in ks]
+        q = [
+            sum(r["queries_used"] for r in rows if str(r["views"]) == k) / len(TARGETS) for k in ks
+        ]
+        acc = [
+            100 * sum(r["ood_acc"] for r in rows if str(r["views"]) == k) / len(TARGETS) for k in ks
+        ]
         ax.plot(q, acc, "o-")
         for k, x, y in zip(ks, q, acc, strict=True):
             ax.annotate(f"K={k}", (x, y), textcoords="offset points", xytext=(4, 4))
@@ -329,17 +354,27 @@ def _plots(table: list[dict], sweep: list[dict], root: Path, finals: list[Job],
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("phase", choices=["grid", "final", "sweep", "report", "all"])
-    p.add_argument("--root", type=Path, default=REPO / "runs" / "lodo-v3",
-                   help="runs, cache and data (default runs/lodo-v3)")
-    p.add_argument("--publish", type=Path, default=REPO / "docs" / "results" / "lodo-v3",
-                   help="where `report` writes (default docs/results/lodo-v3)")
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=REPO / "runs" / "lodo-v3",
+        help="runs, cache and data (default runs/lodo-v3)",
+    )
+    p.add_argument(
+        "--publish",
+        type=Path,
+        default=REPO / "docs" / "results" / "lodo-v3",
+        help="where `report` writes (default docs/results/lodo-v3)",
+    )
     p.add_argument("--workers", type=int, default=1, help="runs at once (one core each)")
     p.add_argument("--teacher-model", default="vl2v-demo-v3")
-    p.add_argument("--teacher", type=Path,
-                   default=REPO / "demo_world" / "weights" / "demo_teacher_v3.pt")
+    p.add_argument(
+        "--teacher", type=Path, default=REPO / "demo_world" / "weights" / "demo_teacher_v3.pt"
+    )
     args = p.parse_args(argv)
     root = args.root.resolve()
     if args.phase in ("grid", "all"):
