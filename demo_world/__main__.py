@@ -171,6 +171,13 @@ def _cmd_premise(args: argparse.Namespace) -> int:
     return 0 if all(c.passed for c in criteria) else 1
 
 
+def _cmd_curve(args: argparse.Namespace) -> int:
+    from demo_world.plots import plot_curve
+
+    print(plot_curve(args.evals, args.out, title=args.title))
+    return 0
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     bad = 0
     for name, digest in read_sums().items():
@@ -309,6 +316,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--threads", type=int, default=1, help="torch threads")
     pr.add_argument("--quiet", action="store_true", help="no progress bars")
     pr.set_defaults(func=_cmd_premise)
+
+    c = sub.add_parser(
+        "curve",
+        help="plot teacher zero-shot accuracy against training steps",
+        description="Plot `evaluate --json` results of a build's snapshots "
+        "(files named ..._step<N>.json) as a training curve.",
+    )
+    c.add_argument("evals", type=Path, nargs="+", help="evaluate --json files, ..._step<N>.json")
+    c.add_argument("--out", type=Path, required=True, help="PNG to write")
+    c.add_argument("--title", default="Teacher zero-shot accuracy during training")
+    c.set_defaults(func=_cmd_curve)
 
     v = sub.add_parser("verify", help="check the shipped weights against SHA256SUMS")
     v.set_defaults(func=_cmd_verify)
