@@ -13,7 +13,8 @@ from demo_world.models import register_open_clip_configs
 
 
 @pytest.mark.parametrize(
-    "cmd", ["build-teacher", "build-student", "benchmark", "evaluate", "verify"]
+    "cmd",
+    ["build-teacher", "build-student", "benchmark", "evaluate", "premise", "curve", "verify"],
 )
 def test_every_subcommand_has_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
