@@ -10,6 +10,8 @@ import torch
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from vendor_service import dashboard
+from vendor_service.docs_assets import install_offline_docs
 from vendor_service.errors import install_error_handlers
 from vendor_service.inference.batcher import Batcher
 from vendor_service.inference.loading import LoadedModel, load_model
@@ -62,6 +64,8 @@ def create_app(
         summary="A metered, per-key, pay-per-query CLIP embedding API.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load from a CDN; install_offline_docs serves them
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -73,6 +77,8 @@ def create_app(
     install_error_handlers(app)
     for module in (embeddings, models, usage, admin, health):
         app.include_router(module.router)
+    app.include_router(dashboard.router)
+    install_offline_docs(app)
     app.add_middleware(
         VendorMiddleware,
         max_request_bytes=settings.limits.max_request_bytes,
