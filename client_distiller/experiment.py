@@ -5,8 +5,12 @@ teacher's answers once (``prepare_target``); then every (seed, algorithm) builds
 trains it through ``client_distiller.train`` (which owns the checkpoints: a finished run is
 reused, a killed one resumes), is evaluated (``client_distiller.evaluation``) and becomes one
 ``RunRecord`` line in ``<out>/results.jsonl``. What differs between algorithms is read from
-their classes (``needs_teacher_images``, ``white_box``, ``has_student``, ``stages``,
+their classes (``needs_teacher_images``, ``white_box``, ``has_student``, ``head``, ``stages``,
 ``describe_student``); the runner has no algorithm-specific branches.
+
+The teacher is asked only for what the chosen algorithms read (``TeacherNeeds``): views of the
+training images for the distilling ones, the plain evaluation images for the zero-shot
+reference, the class texts for either. ERM alone asks nothing and runs without a teacher.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm.auto import tqdm
 
 from client_distiller.algorithms import (
     ALGORITHMS,
@@ -35,7 +38,8 @@ from client_distiller.algorithms import (
 from client_distiller.data import DomainFolder, Sample, ViewBank, load_image
 from client_distiller.evaluation import EvalSet, accuracy, mean_accuracy
 from client_distiller.models.student import TimmBackbone, to_tensor_batch
-from client_distiller.plan import build_plan, fetch_plan
+from client_distiller.plan import CLASS_TEXTS, EVAL_IMAGES, TRAIN_VIEWS, build_plan, fetch_plan
+from client_distiller.progress import progress_bar
 from client_distiller.results import ONLINE, RunRecord, ViewSetting, append_record
 from client_distiller.teacher import CachedTeacher, Teacher
 from client_distiller.train import PairData, TrainConfig, TrainResult, stage_path, train
@@ -78,6 +82,35 @@ class ExperimentConfig:
 
 
 @dataclass(frozen=True)
+class TeacherNeeds:
+    """What the chosen algorithms read from the teacher, so the plan asks for nothing else.
+
+    Attributes:
+        train_views: the embedding of every training view (kd, adip, sd).
+        eval_images: the embedding of every plain evaluation image (the zero-shot reference).
+        texts: the class texts (every algorithm that reads the teacher at all).
+    """
+
+    train_views: bool
+    eval_images: bool
+    texts: bool
+
+    @classmethod
+    def of(cls, algorithms: Sequence[str]) -> TeacherNeeds:
+        """From the algorithms' own facts."""
+        classes = [ALGORITHMS[name] for name in algorithms]
+        train_views = any(c.needs_teacher_images for c in classes)
+        eval_images = any(not c.has_student for c in classes)
+        texts = train_views or eval_images or any(c.head == "text" for c in classes)
+        return cls(train_views=train_views, eval_images=eval_images, texts=texts)
+
+    @property
+    def any(self) -> bool:
+        """Whether a teacher is needed at all."""
+        return self.train_views or self.eval_images or self.texts
+
+
+@dataclass(frozen=True)
 class Preprocessing:
     """The student's input size and normalization."""
 
@@ -99,19 +132,20 @@ class TargetData:
     target: str
     sources: list[str]
     classes: list[str]
-    class_text: torch.Tensor
+    class_text: torch.Tensor  # (C, d); (C, 0) without a teacher (ERM never reads it)
     logit_scale: float
-    fingerprint: str
-    teacher_size: int
+    fingerprint: str | None  # the teacher's; None without one
+    teacher_size: int  # the size the view bank renders at (the student's without a teacher)
     train_samples: list[Sample]
     views: int
-    pair_x: torch.Tensor  # (N*K, 3, S, S) uint8 at the teacher's size, row = (sample, view)
+    pair_x: torch.Tensor  # (N*K, 3, S, S) uint8 at teacher_size, row = (sample, view)
     pair_y: torch.Tensor
     pair_domain: torch.Tensor
-    pair_t: torch.Tensor
+    pair_t: torch.Tensor | None  # (N*K, d) teacher embeddings; None when nothing reads them
     evals: list[EvalSet]
     queries_sent: int = 0
     text_queries: int = 0
+    sent_by_purpose: dict[str, int] = field(default_factory=dict)
     _resized: dict[int, torch.Tensor] = field(default_factory=dict)
 
     def pairs(self, size: int, online: OnlineTeacherViews | None = None) -> PairData:
@@ -133,7 +167,7 @@ class TargetData:
             x=self._resized[size][rows],
             y=self.pair_y[rows],
             domain=self.pair_domain[rows],
-            t_img=self.pair_t[rows],
+            t_img=self.pair_t[rows] if self.pair_t is not None else None,
             online=online,
         )
 
@@ -143,77 +177,119 @@ class TargetData:
         return [ev for ev in self.evals if ev.split == "out"]
 
 
-def _sent(teacher: Teacher) -> int:
-    """Items a cached teacher has sent so far (an uncached one does not count)."""
-    return teacher.stats().sent if isinstance(teacher, CachedTeacher) else 0
+def _sent(teacher: Teacher | None) -> dict[str, int]:
+    """Items a cached teacher has sent so far, per purpose (an uncached one does not count)."""
+    return teacher.sent_by_purpose() if isinstance(teacher, CachedTeacher) else {}
 
 
 def prepare_target(
-    dataset: DomainFolder, target: str, teacher: Teacher, config: ExperimentConfig, views: int
+    dataset: DomainFolder,
+    target: str,
+    teacher: Teacher | None,
+    config: ExperimentConfig,
+    views: int,
+    needs: TeacherNeeds | None = None,
 ) -> TargetData:
     """Fetch (or read from the cache) the teacher's answers for one held-out domain.
+
+    Only what ``needs`` lists is asked for; with nothing to ask (ERM alone) the teacher, if
+    any, is read for its card only (its input size, so the views are the pixels a distilling
+    run would see, and its fingerprint), and without one the views are rendered at the
+    student's input size.
 
     Args:
         dataset: the data.
         target: held-out domain.
-        teacher: the teacher (a ``CachedTeacher`` pays only for what is not cached).
+        teacher: the teacher (a ``CachedTeacher`` pays only for what is not cached), or None
+            when ``needs`` asks for nothing.
         config: the experiment.
         views: K views per training image.
+        needs: what to fetch (default: everything the config's algorithms read).
     """
+    needs = needs or TeacherNeeds.of(config.algorithms)
+    if needs.any and teacher is None:
+        raise ValueError(f"{', '.join(config.algorithms)} need a teacher")
     plan = build_plan(
         dataset,
         target,
         views=views,
         prompts=config.prompts,
-        zeroshot=True,
+        zeroshot=needs.eval_images,
+        train_views=needs.train_views,
         holdout_fraction=config.holdout_fraction,
         split_seed=config.split_seed,
         view_seed=config.view_seed,
     )
     sent0 = _sent(teacher)
-    emb = fetch_plan(plan, teacher, progress=config.progress)
-    size = teacher.card.image_size
+    emb = fetch_plan(plan, teacher, progress=config.progress) if needs.any and teacher else None
+    sent = {k: v - sent0.get(k, 0) for k, v in _sent(teacher).items() if v - sent0.get(k, 0)}
+    size = teacher.card.image_size if teacher is not None else Preprocessing.of(config).input_size
     bank = plan.view_bank(size)
     splits = plan.splits
     xs, ys, ds, ts = [], [], [], []
     domain_index = {d: i for i, d in enumerate(splits.source_domains)}
-    for s in tqdm(
+    for s in progress_bar(
         splits.train,
         desc=f"views {target}",
-        disable=not config.progress,
+        unit="img",
+        enabled=config.progress,
         leave=False,
-        dynamic_ncols=True,
     ):
         img = load_image(s)
         for v in range(views):
             xs.append(bank.make_view(img, s.id, v))
             ys.append(s.label)
             ds.append(domain_index[s.domain])
-            ts.append(emb.train[(s.id, v)])
+            if emb is not None and emb.train:
+                ts.append(emb.train[(s.id, v)])
     evals = [
         EvalSet(d, "out", [s for s in splits.val if s.domain == d]) for d in splits.source_domains
     ]
     evals.append(EvalSet(target, "in", splits.test))
-    for ev in evals:
-        ev.t_img = torch.from_numpy(np.stack([emb.eval[s.id] for s in ev.samples]))
+    if emb is not None and emb.eval:
+        for ev in evals:
+            ev.t_img = torch.from_numpy(np.stack([emb.eval[s.id] for s in ev.samples]))
+    class_text = (
+        torch.from_numpy(np.asarray(emb.class_texts))
+        if emb is not None and emb.class_texts is not None
+        else torch.zeros((len(dataset.classes), 0))
+    )
     return TargetData(
         target=target,
         sources=list(splits.source_domains),
         classes=list(dataset.classes),
-        class_text=torch.from_numpy(np.asarray(emb.class_texts)),
-        logit_scale=float(emb.logit_scale),
-        fingerprint=emb.fingerprint,
+        class_text=class_text,
+        logit_scale=float(teacher.card.logit_scale) if teacher is not None else 100.0,
+        fingerprint=teacher.card.fingerprint if teacher is not None else None,
         teacher_size=size,
         train_samples=list(splits.train),
         views=views,
         pair_x=to_tensor_batch(xs, size),
         pair_y=torch.tensor(ys),
         pair_domain=torch.tensor(ds),
-        pair_t=torch.from_numpy(np.stack(ts)),
+        pair_t=torch.from_numpy(np.stack(ts)) if ts else None,
         evals=evals,
-        queries_sent=_sent(teacher) - sent0,
+        queries_sent=sum(sent.values()),
         text_queries=len(plan.text_queries),
+        sent_by_purpose=sent,
     )
+
+
+def fetch_line(data: TargetData) -> str:
+    """What fetching one held-out domain's data sent, by purpose, in words."""
+    if not data.queries_sent:
+        return "teacher: 0 new queries (everything needed was cached)"
+    n, k = len(data.train_samples), data.views
+    words = {
+        TRAIN_VIEWS: lambda q: f"{q} training views ({n} images x {k} views)",
+        EVAL_IMAGES: lambda q: f"{q} evaluation images (the zero-shot reference)",
+        CLASS_TEXTS: lambda q: f"{q} class texts",
+    }
+    parts = [
+        words.get(purpose, lambda q, p=purpose: f"{q} {p}")(q)
+        for purpose, q in data.sent_by_purpose.items()
+    ]
+    return f"teacher: {data.queries_sent} new queries sent: " + ", ".join(parts)
 
 
 class OnlineTeacherViews:
@@ -298,7 +374,7 @@ def run_one(
     config: ExperimentConfig,
     seed: int,
     view_label: ViewSetting,
-    teacher: Teacher,
+    teacher: Teacher | None,
     *,
     dataset_name: str,
     preprocessing: Preprocessing,
@@ -333,6 +409,7 @@ def run_one(
     trained = _Trained()
     if cls.stages:
         if view_label == ONLINE and cls.needs_teacher_images:
+            assert teacher is not None  # TeacherNeeds asked for one
             trained.online = OnlineTeacherViews(data, teacher, seed=seed, student_size=size)
         # The run's seed drives the batch order as well as the initialization: with one
         # sampler seed for every run, a student without random init (sd) trained identically.
@@ -367,7 +444,7 @@ def run_one(
         hp=asdict(config.hp),
         loop={**_loop_record(config.loop), "seed": seed},
         student=cls.describe_student(ctx),
-        teacher={"id": teacher.card.id, "fingerprint": data.fingerprint},
+        teacher={"id": teacher.card.id, "fingerprint": data.fingerprint} if teacher else {},
         time=time.time(),
     )
 
@@ -375,7 +452,7 @@ def run_one(
 def run_experiment(
     dataset: DomainFolder,
     targets: Sequence[str],
-    teacher: Teacher,
+    teacher: Teacher | None,
     config: ExperimentConfig,
     *,
     dataset_name: str = "",
@@ -390,18 +467,23 @@ def run_experiment(
     Args:
         dataset: the data.
         targets: held-out domains.
-        teacher: the teacher (a ``CachedTeacher`` pays only for what is not cached).
+        teacher: the teacher (a ``CachedTeacher`` pays only for what is not cached); None
+            when no chosen algorithm reads it (``TeacherNeeds``).
         config: the experiment.
         dataset_name: recorded as each record's ``dataset``.
         white_box: the teacher's image tower, for white-box algorithms (``sd``).
         log: where progress lines go.
 
     Raises:
-        ValueError: a white-box algorithm without ``white_box``.
+        ValueError: a white-box algorithm without ``white_box``, or no teacher for algorithms
+            that read one.
     """
     classes = [ALGORITHMS[name] for name in config.algorithms]
     if white_box is None and any(cls.white_box for cls in classes):
         raise ValueError("a white-box algorithm (sd) needs the teacher's image tower")
+    needs = TeacherNeeds.of(config.algorithms)
+    if needs.any and teacher is None:
+        raise ValueError(f"{', '.join(config.algorithms)} need a teacher")
     config.out_dir.mkdir(parents=True, exist_ok=True)
     results_path = config.out_dir / "results.jsonl"
     preprocessing = Preprocessing.of(config)
@@ -410,11 +492,9 @@ def run_experiment(
         for view_label in config.views:
             # Online runs still fetch view 0 (plus texts and eval images) for the shared data.
             k = 1 if view_label == ONLINE else int(view_label)
-            data = prepare_target(dataset, target, teacher, config, k)
-            log(
-                f"[{target} K={view_label}] teacher: {data.queries_sent} new queries sent "
-                f"for {len(data.train_samples)} training images x {k} views"
-            )
+            data = prepare_target(dataset, target, teacher, config, k, needs)
+            if needs.any:
+                log(f"[{target} K={view_label}] {fetch_line(data)}")
             for seed in config.seeds:
                 for name in config.algorithms:
                     if view_label == ONLINE and not ALGORITHMS[name].needs_teacher_images:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from client_distiller.data import (
     DatasetError,
@@ -32,6 +31,7 @@ from client_distiller.data import (
     load_image,
     make_splits,
 )
+from client_distiller.progress import note, progress_bar
 from client_distiller.teacher import CachedTeacher, Teacher
 from shared_schemas import IMAGES, TEXTS, EmbeddingEndpoint, ModelCard
 
@@ -106,6 +106,7 @@ def build_plan(
     views: int,
     prompts: list[str] | tuple[str, ...] = DEFAULT_PROMPTS,
     zeroshot: bool = True,
+    train_views: bool = True,
     holdout_fraction: float = 0.2,
     split_seed: int = 0,
     view_seed: int = 0,
@@ -118,6 +119,8 @@ def build_plan(
         views: views per training image (K >= 1).
         prompts: templates with one ``{}`` for the class words.
         zeroshot: also embed every evaluation image (for the teacher's zero-shot accuracy).
+        train_views: embed the K views of every training image (what distillation reads;
+            ERM and the zero-shot reference alone do not).
         holdout_fraction: out-split fraction of each domain.
         split_seed: seed of the in/out permutation.
         view_seed: seed of the view bank.
@@ -136,7 +139,11 @@ def build_plan(
     splits = make_splits(
         dataset, target_domain, holdout_fraction=holdout_fraction, split_seed=split_seed
     )
-    images = [ImageQuery(s, v, TRAIN_VIEWS) for s in splits.train for v in range(views)]
+    images = (
+        [ImageQuery(s, v, TRAIN_VIEWS) for s in splits.train for v in range(views)]
+        if train_views
+        else []
+    )
     if zeroshot:
         images += [ImageQuery(s, 0, EVAL_IMAGES) for s in splits.val + splits.test]
     texts = [
@@ -216,7 +223,8 @@ def fetch_plan(
     Args:
         plan: from ``build_plan``.
         teacher: any ``Teacher``; a ``CachedTeacher`` adds the memo and a live progress bar.
-        progress: show a tqdm bar (items, cached or not).
+        progress: show progress (items, cached or not): a bar on a terminal, a few lines
+            elsewhere.
         batch_size: images rendered and requested per call.
     """
     card = teacher.card
@@ -234,13 +242,10 @@ def fetch_plan(
             _fill(out, plan, memo)
             for (purpose, endpoint), n in _query_groups(plan).items():
                 cached.record_cache_hits(purpose, endpoint, n)
-            if progress:
-                tqdm.write(f"teacher: {count.total} answers read from the cache")
+            note(f"teacher: {count.total} answers read from the cache", enabled=progress)
             return out
     rows: list[np.ndarray] = []
-    with tqdm(
-        total=count.total, unit="q", desc="teacher", disable=not progress, dynamic_ncols=True
-    ) as bar:
+    with progress_bar(total=count.total, unit="q", desc="teacher", enabled=progress) as bar:
         # A CachedTeacher reports cache hits and then each chunk as it lands, so the bar moves
         # while a batch is still in flight (a slow vendor takes a while per batch).
         live = cached.reporting(bar.update) if cached is not None else contextlib.nullcontext()

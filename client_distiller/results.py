@@ -131,10 +131,20 @@ def _mean_se(values: Sequence[float]) -> tuple[float, float]:
 
 
 def _cell(values: Sequence[float]) -> str:
+    """``mean ± SE`` in %; one value alone has no error bar to show, so none is printed."""
     if not values:
         return "-"
     mean, se = _mean_se([100 * x for x in values])
-    return f"{mean:.1f} ± {se:.1f}"
+    return f"{mean:.1f} ± {se:.1f}" if len(values) > 1 else f"{mean:.1f}"
+
+
+def error_bars(records: Sequence[RunRecord]) -> bool:
+    """Whether any (algorithm, held-out domain, views) was run with more than one seed, i.e.
+    whether a table of these records shows any error bar."""
+    seeds: dict[tuple[str, str, str], set[int]] = defaultdict(set)
+    for r in records:
+        seeds[(r.algorithm, r.target, str(r.views))].add(r.seed)
+    return any(len(s) > 1 for s in seeds.values())
 
 
 def markdown_table(
@@ -144,9 +154,9 @@ def markdown_table(
 ) -> str:
     """DomainBed-style table: one row per algorithm, one column per held-out domain + Avg.
 
-    Cells are mean ± standard error over seeds (in %). ``Avg`` averages each seed's accuracy
-    over the held-out domains first (seeds missing a domain are left out of it), then takes
-    mean ± SE over seeds, as DomainBed does.
+    Cells are mean ± standard error over seeds (in %), or the one value of a single seed.
+    ``Avg`` averages each seed's accuracy over the held-out domains first (seeds missing a
+    domain are left out of it), then takes mean ± SE over seeds, as DomainBed does.
 
     Args:
         records: result records.
@@ -202,10 +212,24 @@ def queries_table(records: Sequence[RunRecord], algorithm: str = "adip") -> str:
     return "\n".join(lines)
 
 
-def plot_per_domain(
-    records: Sequence[RunRecord], path: str | Path, views: str | None = None
-) -> Path:
-    """Grouped bars: OOD accuracy per held-out domain and algorithm (mean over seeds, ± SE)."""
+#: Inches of figure per bar, and the least width of a bar plot's axes.
+BAR_INCHES = 0.32
+MIN_AXES_INCHES = 3.2
+
+
+def _legend_below(ax: Any, ncols: int) -> None:
+    """A legend under the axes: it never covers a bar or a tick, and the figure grows for it."""
+    ax.legend(
+        fontsize=8,
+        ncols=max(1, ncols),
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.2),
+        frameon=False,
+    )
+
+
+def per_domain_figure(records: Sequence[RunRecord], views: str | None = None) -> Any:
+    """The figure of ``plot_per_domain`` (sized by its bars, labels and legend)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -216,7 +240,15 @@ def plot_per_domain(
     targets = sorted({r.target for r in records})
     names = _order({r.algorithm for r in records})
     width = 0.8 / max(1, len(names))
-    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(targets), 3.6))
+    # Wide enough for every bar, for the longest domain name under its group, and for the
+    # legend in one row; tall enough for the legend's rows under the axes.
+    group_inches = max(len(names) * BAR_INCHES, 0.09 * max((len(t) for t in targets), default=1))
+    legend_cols = min(len(names), 5)
+    legend_inches = sum(0.35 + 0.08 * len(n) for n in names[:legend_cols])
+    axes_inches = max(MIN_AXES_INCHES, len(targets) * (group_inches + 0.25), legend_inches)
+    legend_rows = -(-len(names) // max(1, legend_cols))
+    fig, ax = plt.subplots(figsize=(axes_inches + 1.0, 3.4 + 0.22 * legend_rows))
+    several = error_bars(records)
     for i, name in enumerate(names):
         means, ses = [], []
         for t in targets:
@@ -225,18 +257,27 @@ def plot_per_domain(
             means.append(m)
             ses.append(s)
         xs = np.arange(len(targets)) + (i - (len(names) - 1) / 2) * width
-        ax.bar(xs, means, width, yerr=ses, label=name, capsize=2)
+        ax.bar(xs, means, width, yerr=ses if several else None, label=name, capsize=2)
     ax.set_xticks(np.arange(len(targets)), targets)
     ax.set_ylabel("OOD accuracy (%)")
     ax.set_xlabel("held-out domain")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=8, ncols=min(5, len(names)))
-    ax.set_title("Leave-one-domain-out accuracy on the held-out domain")
-    return _save_figure(fig, path)
+    _legend_below(ax, legend_cols)
+    spread = "mean ± SE over seeds" if several else "one seed"
+    ax.set_title(f"Accuracy on the held-out domain\n(leave-one-domain-out, {spread})", fontsize=10)
+    return fig
 
 
-def plot_accuracy_vs_queries(records: Sequence[RunRecord], path: str | Path) -> Path:
-    """OOD accuracy against teacher queries used, one point per (algorithm, views) setting."""
+def plot_per_domain(
+    records: Sequence[RunRecord], path: str | Path, views: str | None = None
+) -> Path:
+    """Grouped bars: OOD accuracy per held-out domain and algorithm (mean over seeds, ± SE
+    where there are several)."""
+    return _save_figure(per_domain_figure(records, views), path)
+
+
+def queries_figure(records: Sequence[RunRecord]) -> Any:
+    """The figure of ``plot_accuracy_vs_queries``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -245,43 +286,56 @@ def plot_accuracy_vs_queries(records: Sequence[RunRecord], path: str | Path) -> 
     groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for r in records:
         groups[(r.algorithm, str(r.views))].append(r)
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for name in _order({a for a, _ in groups}):
+    names = _order({a for a, _ in groups})
+    legend_cols = min(len(names), 5)
+    legend_rows = -(-len(names) // max(1, legend_cols))
+    fig, ax = plt.subplots(figsize=(6.0, 3.6 + 0.22 * legend_rows))
+    for name in names:
         pts = []
         for (a, k), rs in groups.items():
             if a != name:
                 continue
             q = max(1.0, float(np.mean([r.queries_used for r in rs])))
             m, s = _mean_se([100 * r.ood_acc for r in rs])
-            pts.append((q, m, s, k))
+            pts.append((q, m, s, k, len(rs)))
         pts.sort()
         ax.errorbar(
             [p[0] for p in pts],
             [p[1] for p in pts],
-            yerr=[p[2] for p in pts],
+            yerr=[p[2] for p in pts] if any(p[4] > 1 for p in pts) else None,
             marker="o",
             capsize=2,
             label=name,
         )
-        for q, m, _, k in pts:
+        for q, m, _, k, _ in pts:
             if name == "adip" or len(pts) > 1:
                 ax.annotate(f"K={k}", (q, m), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
-    ax.set_xlabel("teacher queries used per held-out domain (log scale; 0 drawn at 1)")
+    ax.set_xlabel("teacher queries used per held-out domain (log; 0 drawn at 1)")
     ax.set_ylabel("OOD accuracy (%)")
-    ax.legend(fontsize=8)
-    ax.set_title("Accuracy against queries spent")
-    return _save_figure(fig, path)
+    ax.set_ylim(0, 100)
+    _legend_below(ax, legend_cols)
+    ax.set_title("Accuracy against queries spent", fontsize=10)
+    return fig
+
+
+def plot_accuracy_vs_queries(records: Sequence[RunRecord], path: str | Path) -> Path:
+    """OOD accuracy against teacher queries used, one point per (algorithm, views) setting."""
+    return _save_figure(queries_figure(records), path)
 
 
 def _save_figure(fig: Any, path: str | Path) -> Path:
-    """Write ``fig`` to ``path`` as a PNG (creating its folder) and free it."""
+    """Write ``fig`` to ``path`` as a PNG (creating its folder) and free it.
+
+    ``bbox_inches="tight"`` grows the canvas to whatever the layout left outside it (a
+    legend under the axes, a long tick label), so nothing is cut off.
+    """
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
     return path
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from tqdm.auto import tqdm
 
 from client_distiller.algorithms.base import Algorithm, Batch, Stage
+from client_distiller.progress import progress_bar
 from model_io import atomic_save
 
 RESUME_FILE = "resume.pt"
@@ -222,14 +222,14 @@ def _run_stage(
             result.resumed_from[stage.name] = start
 
     t0 = time.perf_counter()
-    bar = tqdm(
+    bar = progress_bar(
         range(start, steps),
         desc=f"{desc} {stage.name}".strip(),
+        unit="step",
         initial=start,
         total=steps,
-        disable=not config.progress,
+        enabled=config.progress,
         leave=False,
-        dynamic_ncols=True,
     )
     for step in bar:
         rows = sample_rows(data.domain, config.batch_size, gen)

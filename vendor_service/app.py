@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,12 +18,12 @@ from vendor_service.docs_assets import install_offline_docs
 from vendor_service.errors import install_error_handlers
 from vendor_service.inference.batcher import Batcher
 from vendor_service.inference.loading import LoadedModel, load_model
-from vendor_service.metering import SQLiteStore, Store
+from vendor_service.metering import Store, open_store
 from vendor_service.metrics import Metrics
 from vendor_service.middleware import VendorMiddleware
 from vendor_service.ratelimit import TokenBuckets
 from vendor_service.routes import admin, embeddings, health, models, usage
-from vendor_service.settings import VendorSettings
+from vendor_service.settings import OwnerSettings, VendorSettings
 
 
 def create_app(
@@ -37,10 +40,22 @@ def create_app(
         torch.set_flush_denormal(True)  # random-weight models crawl on denormals otherwise
         torch.set_num_threads(settings.inference_threads)
         own_store = store is None
-        app.state.store = store if store is not None else SQLiteStore(settings.db_path)
+        if store is None:
+            opened = await run_in_threadpool(open_store, settings.data_dir, settings.database_url)
+        else:
+            opened = store
+        app.state.store = opened
         app.state.model = (
             model if model is not None else await run_in_threadpool(load_model, settings.model)
         )
+        # This process owns the charges it takes; its heartbeat keeps that claim alive and
+        # refunds the charges of owners that died (a killed worker, a dead replica).
+        owner = app.state.instance_id
+        server = settings.instance_id or ""
+        await run_in_threadpool(opened.register_owner, owner, server)
+        heartbeat = asyncio.create_task(_heartbeat(opened, owner, server, settings.owners))
+        limiter = opened.rate_limiter()
+        app.state.rate_limits = limiter
         batcher = Batcher(
             app.state.model.model,
             max_batch=settings.batch.max_batch,
@@ -56,8 +71,14 @@ def create_app(
         finally:
             app.state.batcher = None
             batcher.stop()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            # What is still in flight now never reaches a client: refunded, keys freed.
+            await run_in_threadpool(opened.release_owner, owner)
+            limiter.close()
             if own_store:
-                app.state.store.close()
+                opened.close()
 
     app = FastAPI(
         title="vendor-service",
@@ -72,8 +93,8 @@ def create_app(
     app.state.model = None
     app.state.batcher = None
     app.state.rate_limits = TokenBuckets()
-    # In-flight charges are tagged with this id; `serve` refunds other ids' at start.
-    app.state.instance_id = settings.instance_id or "inst_" + uuid.uuid4().hex
+    # The owner id of this app's process: its in-flight charges are tagged with it.
+    app.state.instance_id = "own_" + uuid.uuid4().hex
     install_error_handlers(app)
     for module in (embeddings, models, usage, admin, health):
         app.include_router(module.router)
@@ -85,6 +106,16 @@ def create_app(
         metrics=metrics,
     )
     return app
+
+
+async def _heartbeat(store: Store, owner: str, server: str, settings: OwnerSettings) -> None:
+    """Every ``heartbeat_s``: refresh this owner's lease and reap dead owners' charges."""
+    while True:
+        await asyncio.sleep(settings.heartbeat_s)
+        try:
+            await run_in_threadpool(store.heartbeat, owner, server, lease_s=settings.lease_s)
+        except Exception as exc:  # noqa: BLE001 - a database hiccup: the next beat tries again
+            logging.getLogger(__name__).warning("owner heartbeat failed: %s", exc)
 
 
 def create_app_from_env() -> FastAPI:

@@ -5,8 +5,12 @@ Every flag, its help text and its default come from the settings classes
 ``VendorOptions`` field (nested groups as ``--batch.max-batch``; the earlier flat spellings such
 as ``--max-batch`` stay as aliases), and every ``VENDOR_*`` env var sets the same field. The
 admin token is env-only: it is no field of the command, so no flag can carry it. ``keys`` and
-``usage`` open the SQLite ledger directly, so they work without a running server (and inside
-the container, next to the data volume).
+``usage`` open the ledger directly (the data dir's SQLite file, or PostgreSQL with
+``--database-url`` / ``VENDOR_DATABASE_URL``), so they work without a running server (and inside
+the container, next to the data volume); they never create a ledger unless asked
+(``keys create --create-ledger``, ``db upgrade``): a mistyped ``--data-dir`` fails instead of
+starting an empty ledger. ``db upgrade`` applies schema migrations, ``db status`` shows them.
+Errors are one line on stderr (exit 2 for what the caller can fix, 1 for a missing key).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from pydantic_settings import (
     get_subcommand,
 )
 
-from vendor_service.metering import KeyRecord, SQLiteStore
+from shared_schemas import KeyCreateRequest, KeyCreateResponse, KeyListResponse, KeyTopUpRequest
+from vendor_service.metering import KeyRecord, Store, StoreError, open_store
 from vendor_service.settings import SETTINGS_ENV, StoreSettings, VendorOptions, VendorSettings
 
 #: Flat spellings of nested settings, kept from the hand-written CLI this one replaced.
@@ -48,24 +53,39 @@ FLAG_ALIASES = {
 }
 
 
-def _key_json(key: KeyRecord) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "limit": key.limit,
-        "used": key.used,
-        "remaining": key.remaining,
-        "revoked": key.revoked,
-        "created_at": key.created_at.isoformat(),
-    }
+class CliError(Exception):
+    """A one-line error for the operator (exit code 2)."""
+
+
+def _validated(schema: type[BaseModel], flags: dict[str, str], **values: Any) -> Any:
+    """``values`` checked by the admin API's own request schema (one definition of what a key
+    may be), errors named by their flags."""
+    try:
+        return schema(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        raise CliError(f"{flags.get(field, '--' + field)}: {err['msg']}") from None
+
+
+def _key_public(key: KeyRecord) -> Any:
+    from vendor_service.routes.admin import key_public
+
+    # The admin API shows a key without its own limits with the server's defaults; the CLI
+    # knows no running server, so it shows the default settings' (a `serve` with other
+    # --rate-limit.* flags applies those).
+    return key_public(key, VendorSettings.model_construct())
+
+
+def _print_json(model: BaseModel) -> None:
+    print(model.model_dump_json(indent=2))
 
 
 def _print_key_or_fail(key: KeyRecord | None, key_id: str) -> int:
     if key is None:
         print(f"error: no key {key_id!r}", file=sys.stderr)
         return 1
-    print(json.dumps(_key_json(key), indent=2))
+    _print_json(_key_public(key))
     return 0
 
 
@@ -109,18 +129,43 @@ class Serve(VendorOptions):
             print(f"error: {exc}", file=sys.stderr)
             return 2
 
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        from vendor_service.metering.datadir import DataDirInUse, DataDirLock
+
+        # The data dir is this server's alone for its whole life; only then is it safe to
+        # recover, wipe the metrics dir and reset the shared rate-limit file.
+        lock = DataDirLock(settings.data_dir)
+        try:
+            lock.acquire()
+        except DataDirInUse as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            return self._serve_locked(settings)
+        finally:
+            lock.release()
+
+    def _serve_locked(self, settings: VendorSettings) -> int:
         instance_id = "inst_" + uuid.uuid4().hex
         settings = settings.model_copy(update={"instance_id": instance_id})
-        # Before any worker serves: charges still in flight from an earlier run never reached a
-        # client (the process died), so they are refunded and their idempotency keys freed.
-        store = SQLiteStore(settings.db_path)
-        refunded = store.recover_stale(instance_id)
-        store.close()
+        # The ledger exists (created here when the data dir or database is empty) and has the
+        # schema this code writes; an older one is refused (`db upgrade` first).
+        try:
+            store = open_store(settings.data_dir, settings.database_url, create=True)
+        except StoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        # Before any worker serves: charges still in flight whose owner is dead (an earlier run
+        # on this dir, a dead replica) never reached a client, so they are refunded and their
+        # idempotency keys freed. Live owners' charges (other replicas) are left alone.
+        try:
+            refunded = store.recover_stale(None, lease_s=settings.owners.lease_s)
+        finally:
+            store.close()
         if refunded:
             print(
                 f"refunded {refunded} charge(s) left in flight by an earlier run", file=sys.stderr
             )
+        (settings.data_dir / "ratelimit.bin").unlink(missing_ok=True)  # buckets start full
 
         if settings.workers > 1:
             prom_dir = settings.data_dir / "prometheus"
@@ -167,33 +212,55 @@ class StoreCommand(StoreSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, _DataDirFromEnv(settings_cls))
 
+    def open(self, *, create: bool = False) -> Store:
+        """The ledger these settings name; it must exist unless ``create``."""
+        return open_store(self.data_dir, self.database_url, create=create)
+
 
 class KeysCreate(StoreCommand):
     """Create a key; prints the clear key once (only its hash is stored)."""
 
     name: str = Field(description="Who the key is for.")
-    budget: int = Field(ge=0, description="Queries the key may spend.")
-    rps: float | None = Field(None, gt=0, description="Rate limit override (requests/s).")
-    burst: int | None = Field(None, ge=1, description="Rate limit burst override.")
+    budget: int = Field(description="Queries the key may spend (at least 0).")
+    rps: float | None = Field(None, description="Rate limit override (requests/s, above 0).")
+    burst: int | None = Field(None, description="Rate limit burst override (at least 1).")
+    create_ledger: bool = Field(
+        False, description="Create the ledger if the data dir (or database) has none."
+    )
 
     def run(self) -> int:
-        """Print the new key with its clear text (JSON); returns the exit code."""
-        store = SQLiteStore(self.db_path)
-        clear, key = store.create_key(self.name, self.budget, self.rps, self.burst)
-        store.close()
-        print(json.dumps({"key": clear, **_key_json(key)}, indent=2))
+        """Print the new key as ``POST /v1/admin/keys`` does (JSON); returns the exit code."""
+        request: KeyCreateRequest = _validated(
+            KeyCreateRequest,
+            {"rate_limit_rps": "--rps", "rate_limit_burst": "--burst"},
+            name=self.name,
+            budget=self.budget,
+            rate_limit_rps=self.rps,
+            rate_limit_burst=self.burst,
+        )
+        store = self.open(create=self.create_ledger)
+        try:
+            clear, key = store.create_key(
+                request.name, request.budget, request.rate_limit_rps, request.rate_limit_burst
+            )
+        finally:
+            store.close()
+        _print_json(KeyCreateResponse(key=clear, info=_key_public(key)))
         print("store this key now: only its hash is kept", file=sys.stderr)
         return 0
 
 
 class KeysList(StoreCommand):
-    """List keys (never a clear key or a hash)."""
+    """List keys (never a clear key or a hash), as ``GET /v1/admin/keys`` does."""
 
     def run(self) -> int:
         """Print every key (JSON); returns the exit code."""
-        store = SQLiteStore(self.db_path)
-        print(json.dumps([_key_json(k) for k in store.list_keys()], indent=2))
-        store.close()
+        store = self.open()
+        try:
+            keys = store.list_keys()
+        finally:
+            store.close()
+        _print_json(KeyListResponse(data=[_key_public(k) for k in keys]))
         return 0
 
 
@@ -201,13 +268,14 @@ class KeysTopUp(StoreCommand):
     """Add queries to a key's budget."""
 
     key_id: CliPositionalArg[str] = Field(description="The key's id (key_...).")
-    queries: int = Field(description="Queries added to the key's limit.")
+    queries: int = Field(description="Queries added to the key's limit (at least 1).")
 
     def run(self) -> int:
         """Print the topped-up key (JSON); 1 for an unknown key."""
-        store = SQLiteStore(self.db_path)
+        request: KeyTopUpRequest = _validated(KeyTopUpRequest, {}, queries=self.queries)
+        store = self.open()
         try:
-            return _print_key_or_fail(store.top_up(self.key_id, self.queries), self.key_id)
+            return _print_key_or_fail(store.top_up(self.key_id, request.queries), self.key_id)
         finally:
             store.close()
 
@@ -219,7 +287,7 @@ class KeysRevoke(StoreCommand):
 
     def run(self) -> int:
         """Print the revoked key (JSON); 1 for an unknown key."""
-        store = SQLiteStore(self.db_path)
+        store = self.open()
         try:
             return _print_key_or_fail(store.revoke(self.key_id), self.key_id)
         finally:
@@ -245,7 +313,7 @@ class Usage(StoreCommand):
         """Print the usage (JSON); 1 for an unknown key."""
         from vendor_service.routes.usage import usage_response
 
-        store = SQLiteStore(self.db_path)
+        store = self.open()
         try:
             key_ids = [self.key_id] if self.key_id else [k.id for k in store.list_keys()]
             out = []
@@ -259,6 +327,52 @@ class Usage(StoreCommand):
             store.close()
         print(json.dumps(out[0] if self.key_id else out, indent=2))
         return 0
+
+
+class DbUpgrade(StoreCommand):
+    """Create the ledger if there is none, and apply pending schema migrations."""
+
+    def run(self) -> int:
+        """Upgrade and print the schema version (JSON); returns the exit code."""
+        from vendor_service.metering.migrations import SCHEMA_VERSION
+
+        store = open_store(self.data_dir, self.database_url, create=True, upgrade=True)
+        applied = list(getattr(store, "applied_migrations", []))
+        where = store.description
+        store.close()
+        print(json.dumps({"store": where, "schema_version": SCHEMA_VERSION, "applied": applied}))
+        return 0
+
+
+class DbStatus(StoreCommand):
+    """Schema version, live owners of in-flight charges (JSON)."""
+
+    def run(self) -> int:
+        """Print the status; 2 when the ledger is missing or of another schema version."""
+        from vendor_service.metering.migrations import SCHEMA_VERSION
+
+        store = self.open()
+        try:
+            owners = [
+                {"id": o.id, "server": o.server, "pid": o.pid, "host": o.host, "age_s": o.age_s}
+                for o in store.owners()
+            ]
+            where = store.description
+        finally:
+            store.close()
+        print(
+            json.dumps(
+                {"store": where, "schema_version": SCHEMA_VERSION, "owners": owners}, indent=2
+            )
+        )
+        return 0
+
+
+class Db(BaseModel):
+    """The ledger's schema: create, upgrade, inspect."""
+
+    upgrade: CliSubCommand[DbUpgrade] = Field(description="Create or upgrade the schema.")
+    status: CliSubCommand[DbStatus] = Field(description="Schema version and live owners.")
 
 
 class VendorCli(BaseSettings):
@@ -276,6 +390,7 @@ class VendorCli(BaseSettings):
     serve: CliSubCommand[Serve] = Field(description="Run the HTTP API (needs VENDOR_ADMIN_TOKEN).")
     keys: CliSubCommand[Keys] = Field(description="Manage API keys in the data dir's ledger.")
     usage: CliSubCommand[Usage] = Field(description="Usage of one key or all keys (JSON).")
+    db: CliSubCommand[Db] = Field(description="Create, upgrade or inspect the ledger's schema.")
 
     @classmethod
     def settings_customise_sources(
@@ -290,10 +405,13 @@ class VendorCli(BaseSettings):
         return (init_settings,)
 
 
-_COMMAND_NAMES = {"serve", "keys", "usage", "create", "list", "topup", "revoke"}
+_COMMAND_NAMES = {
+    "serve", "keys", "usage", "db", "create", "list", "topup", "revoke", "upgrade", "status",
+}  # fmt: skip
 
 
-Command = Serve | KeysCreate | KeysList | KeysTopUp | KeysRevoke | Usage
+Command = Serve | KeysCreate | KeysList | KeysTopUp | KeysRevoke | Usage | DbUpgrade | DbStatus
+_COMMANDS = (Serve, KeysCreate, KeysList, KeysTopUp, KeysRevoke, Usage, DbUpgrade, DbStatus)
 
 
 def parse(argv: Sequence[str] | None = None) -> Command:
@@ -310,9 +428,28 @@ def parse(argv: Sequence[str] | None = None) -> Command:
         command = get_subcommand(command, is_required=False)
         if command is None:
             raise SettingsError("`keys` needs a subcommand: create, list, topup or revoke")
-    if not isinstance(command, (Serve, KeysCreate, KeysList, KeysTopUp, KeysRevoke, Usage)):
-        raise SettingsError("a subcommand is required: serve, keys or usage (see --help)")
+    if isinstance(command, Db):
+        command = get_subcommand(command, is_required=False)
+        if command is None:
+            raise SettingsError("`db` needs a subcommand: upgrade or status")
+    if not isinstance(command, _COMMANDS):
+        raise SettingsError("a subcommand is required: serve, keys, usage or db (see --help)")
     return command
+
+
+def _run(command: Command) -> int:
+    """Run ``command``; the store's and the file system's refusals as one-line errors."""
+    try:
+        return command.run()
+    except (CliError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -330,7 +467,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return command.run()
+    try:
+        code = _run(command)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `vendor-service keys list | head`: the reader left. Quietly, as cat does: point
+        # stdout at /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return code
 
 
 if __name__ == "__main__":

@@ -95,6 +95,20 @@ class RateLimitSettings(BaseModel):
     burst: int = Field(100, ge=1, description="Default per-key burst (bucket size).")
 
 
+class OwnerSettings(BaseModel):
+    """How a server process proves it lives, so that only a dead one's charges are refunded."""
+
+    heartbeat_s: float = Field(
+        1.0, gt=0, description="Seconds between heartbeats (each also reaps dead owners)."
+    )
+    lease_s: float = Field(
+        10.0,
+        gt=0,
+        description="An owner on another host silent this long is dead (on this host its pid "
+        "tells at once).",
+    )
+
+
 class StoreSettings(BaseSettings):
     """Where the metering database lives (all that ``keys`` and ``usage`` need)."""
 
@@ -103,6 +117,18 @@ class StoreSettings(BaseSettings):
     data_dir: Path = Field(
         Path("vendor-data"), description="Holds ledger.sqlite3 (and the metrics of workers)."
     )
+
+    database_url: str | None = Field(
+        None,
+        description="postgresql://user@host:port/db: the ledger in PostgreSQL, shared by "
+        "replicas (the password in PGPASSWORD or ~/.pgpass, not here); unset: the SQLite file "
+        "in the data dir.",
+    )
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_url_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @property
     def db_path(self) -> Path:
@@ -123,6 +149,7 @@ class VendorOptions(StoreSettings):
     limits: LimitSettings = LimitSettings()
     batch: BatchSettings = BatchSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    owners: OwnerSettings = OwnerSettings()
 
 
 class VendorSettings(VendorOptions):
@@ -133,7 +160,9 @@ class VendorSettings(VendorOptions):
         None, description="Token of the admin API (env VENDOR_ADMIN_TOKEN only)."
     )
     instance_id: str | None = Field(
-        None, description="Set by `serve` per start; in-flight charges of other ids are stale."
+        None,
+        description="Set by `serve` per start: the server its worker processes (the "
+        "owners of their in-flight charges) belong to.",
     )
 
     def to_env(self) -> str:

@@ -15,13 +15,15 @@ from client_distiller.commands import demo
 from client_distiller.commands.options import (
     DatasetOptions,
     PlanOptions,
+    ProgressOptions,
     SplitOptions,
     TeacherOptions,
     ZeroshotOptions,
 )
 from client_distiller.data import DatasetError, DomainFolder
 from client_distiller.plan import Plan, build_plan
-from client_distiller.teacher import CachedTeacher, LocalTeacher, open_teacher
+from client_distiller.progress import on_terminal
+from client_distiller.teacher import BudgetExhausted, CachedTeacher, LocalTeacher, open_teacher
 
 #: Exit codes: 0 done; 1 error (bad input, vendor failure); 2 bad command line (unknown flag,
 #: a value of the wrong type); 3 the vendor's budget ran out (402); 4 the client's
@@ -36,17 +38,23 @@ class UserError(Exception):
 def dataset_root(options: DatasetOptions, *, progress: bool = True) -> Path:
     """The folder ``--data`` names (``demo``: the demo benchmark, generated on first use)."""
     if options.data == demo.DEMO:
-        return demo.benchmark_folder(options.data_dir, progress=progress)
+        # The generator's bar is a live one: only on a terminal.
+        return demo.benchmark_folder(options.data_dir, progress=progress and on_terminal())
     return Path(options.data)
 
 
 def open_dataset(options: DatasetOptions, *, progress: bool = False) -> DomainFolder:
-    """Open ``--data``, warning about unreadable images."""
-    dataset = DomainFolder(dataset_root(options), verify=True, progress=progress)
+    """Open ``--data``: one warning line per unreadable image, then their count."""
+    dataset = DomainFolder(dataset_root(options, progress=progress), verify=True, progress=progress)
+    for skipped in dataset.skipped:
+        print(
+            f"warning: skipped unreadable image {skipped.path} ({skipped.reason})", file=sys.stderr
+        )
     if dataset.skipped:
         print(
-            f"warning: skipped {len(dataset.skipped)} unreadable image(s), e.g. "
-            f"{dataset.skipped[0].path} ({dataset.skipped[0].reason})"
+            f"warning: {len(dataset.skipped)} unreadable image(s) skipped; "
+            f"{len(dataset.samples)} images used",
+            file=sys.stderr,
         )
     return dataset
 
@@ -63,7 +71,7 @@ def check_domain(dataset: DomainFolder, domain: str | None, *, hint: str = "") -
     return domain
 
 
-class PlanCommand(SplitOptions, PlanOptions, ZeroshotOptions):
+class PlanCommand(SplitOptions, PlanOptions, ZeroshotOptions, ProgressOptions):
     """What ``estimate`` and ``fetch`` share: the data and the plan of one held-out domain."""
 
     def plan_views(self) -> int:
@@ -78,7 +86,7 @@ class PlanCommand(SplitOptions, PlanOptions, ZeroshotOptions):
 
     def dataset_and_plan(self) -> tuple[DomainFolder, Plan]:
         """Open the data, check the target domain, list the plan."""
-        dataset = open_dataset(self, progress=True)
+        dataset = open_dataset(self, progress=self.progress)
         target = check_domain(dataset, self.target_domain)
         try:
             plan = build_plan(
@@ -103,6 +111,9 @@ def teacher_from(
     """The cached, metered teacher the options describe (closed on exit)."""
     with open_teacher(
         endpoint=options.endpoint,
+        api=options.api,
+        model=options.model,
+        card=options.card_facts(),
         api_key=options.api_key,
         cache_dir=options.cache_dir,
         local_model=options.local_teacher,
@@ -113,6 +124,37 @@ def teacher_from(
         concurrency=options.concurrency,
     ) as teacher:
         yield teacher
+
+
+def spend_summary(teacher: CachedTeacher) -> str:
+    """What this command's teacher sent, was charged and found cached, and the budget left."""
+    stats = teacher.stats()
+    if not teacher.metered:
+        return (
+            f"computed {stats.sent} queries locally (nothing paid), {stats.cache_hits} cache hits"
+        )
+    return (
+        f"sent {stats.sent} queries (vendor charged {stats.charged}), "
+        f"{stats.cache_hits} cache hits"
+        + (
+            ""
+            if stats.budget_remaining is None
+            else f", vendor budget remaining {stats.budget_remaining}"
+        )
+    )
+
+
+def budget_refusal(teacher: CachedTeacher, exc: BudgetExhausted) -> str:
+    """The message of a run stopped by the vendor's budget: the figures as they are now (the
+    refusal's own, not an earlier request's) and how to go on."""
+    remaining = exc.remaining if exc.remaining is not None else teacher.stats().budget_remaining
+    needed = f"; at least {exc.needed} more are needed" if exc.needed else ""
+    return (
+        f"error: vendor budget exhausted for this key: {remaining} queries remain{needed}."
+        f"\nEverything fetched so far is cached; {spend_summary(teacher)}.\n"
+        f"Top up the key (vendor-service keys topup, or ask the vendor) and rerun the same "
+        f"command: nothing already paid is paid again."
+    )
 
 
 def white_box(teacher: CachedTeacher) -> WhiteBoxTeacher | None:

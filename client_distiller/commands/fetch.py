@@ -11,35 +11,24 @@ from client_distiller.commands.common import (
     EXIT_CAP,
     EXIT_OK,
     PlanCommand,
+    budget_refusal,
+    spend_summary,
     teacher_from,
 )
-from client_distiller.commands.options import CapOptions, ProgressOptions, TeacherOptions
+from client_distiller.commands.options import CapOptions, TeacherOptions
 from client_distiller.plan import fetch_plan
-from client_distiller.teacher import BudgetExhausted, CachedTeacher, QueryCapReached
+from client_distiller.teacher import BudgetExhausted, QueryCapReached
 
 
-def _summary(teacher: CachedTeacher) -> str:
-    stats = teacher.stats()
-    if not teacher.metered:
-        return (
-            f"computed {stats.sent} queries locally (nothing paid), {stats.cache_hits} cache hits"
-        )
-    return (
-        f"sent {stats.sent} queries (vendor charged {stats.charged}), "
-        f"{stats.cache_hits} cache hits"
-        + (
-            ""
-            if stats.budget_remaining is None
-            else f", vendor budget remaining {stats.budget_remaining}"
-        )
-    )
-
-
-class Fetch(PlanCommand, TeacherOptions, CapOptions, ProgressOptions):
+class Fetch(PlanCommand, TeacherOptions, CapOptions):
     """Fetch a plan's teacher embeddings into the cache (resumable, capped, budget-aware)."""
 
-    batch_size: int = Field(
-        256, ge=1, description="images rendered per step (requests are cut to the vendor's max)"
+    # Not --batch-size: that is `run`'s images per source domain per training step.
+    render_batch: int = Field(
+        256,
+        ge=1,
+        description="images rendered (decoded, augmented, encoded) per step of the fetch; "
+        "requests are cut to the vendor's max items either way",
     )
 
     def run(self) -> int:
@@ -53,21 +42,17 @@ class Fetch(PlanCommand, TeacherOptions, CapOptions, ProgressOptions):
                 flush=True,
             )
             try:
-                fetch_plan(plan, teacher, progress=self.progress, batch_size=self.batch_size)
+                fetch_plan(plan, teacher, progress=self.progress, batch_size=self.render_batch)
             except BudgetExhausted as exc:
-                print(
-                    f"error: the vendor refused the next request: budget exhausted ({exc}).\n"
-                    f"Everything fetched so far is cached; {_summary(teacher)}.\n"
-                    f"Top up the key and rerun the same command to continue.",
-                    file=sys.stderr,
-                )
+                print(budget_refusal(teacher, exc), file=sys.stderr)
                 return EXIT_BUDGET
             except QueryCapReached:
                 print(
                     f"stopped: --max-queries {teacher.max_queries} reached. Everything fetched "
-                    f"so far is cached; {_summary(teacher)}.\nRerun with a higher cap to continue.",
+                    f"so far is cached; {spend_summary(teacher)}.\nRerun with a higher cap to "
+                    f"continue.",
                     file=sys.stderr,
                 )
                 return EXIT_CAP
-            print(f"done: {_summary(teacher)}")
+            print(f"done: {spend_summary(teacher)}")
         return EXIT_OK

@@ -13,12 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing_extensions import Self
 
 from client_distiller.commands import demo
 from client_distiller.plan import DEFAULT_PROMPTS
 from client_distiller.results import ONLINE, ViewSetting
+from client_distiller.teacher import NATIVE, Api, CardFacts, TeacherConfigError, check_endpoint
 
 
 class Verbatim:
@@ -82,11 +84,73 @@ class ClipConfigOptions(Options):
     )
 
 
-class TeacherOptions(CacheOptions, ClipConfigOptions):
+class CardOptions(Options):
+    """What an OpenAI-compatible server does not state about its model (``--api openai``)."""
+
+    card: Path | None = Field(
+        None,
+        description="JSON file of the teacher's card facts for --api openai: image_size, "
+        "embed_dim, logit_scale, fingerprint, image_mean, image_std, max_items_per_request, "
+        "price_per_image_query, price_per_text_query (the --card-* flags override it)",
+    )
+    card_image_size: int | None = Field(
+        None, ge=1, description="the teacher's input size in pixels (--api openai)"
+    )
+    card_embed_dim: int | None = Field(
+        None, ge=1, description="the teacher's embedding width (--api openai)"
+    )
+    card_logit_scale: float | None = Field(
+        None, gt=0, description="the teacher's logit scale, e.g. 100 (--api openai)"
+    )
+    card_fingerprint: str | None = Field(
+        None,
+        description="sha256 of the teacher's weights (--api openai); without it the cache keys "
+        "answers on endpoint + model id",
+    )
+    card_image_mean: list[float] | None = Field(
+        None, description="the teacher's normalization mean, 3 values (--api openai)"
+    )
+    card_image_std: list[float] | None = Field(
+        None, description="the teacher's normalization std, 3 values (--api openai)"
+    )
+
+    def card_facts(self) -> CardFacts:
+        """The card file's facts with the flags on top (raises ``CardError`` on a bad file)."""
+        facts = CardFacts.from_file(self.card) if self.card is not None else CardFacts()
+        flags = CardFacts(
+            image_size=self.card_image_size,
+            embed_dim=self.card_embed_dim,
+            logit_scale=self.card_logit_scale,
+            fingerprint=self.card_fingerprint,
+            image_mean=self.card_image_mean,
+            image_std=self.card_image_std,
+        )
+        return facts.merged(flags)
+
+    def _card_given(self) -> bool:
+        return self.card is not None or any(
+            getattr(self, name) is not None
+            for name in type(self).model_fields
+            if name[:5] == "card_"
+        )
+
+
+class TeacherOptions(CacheOptions, ClipConfigOptions, CardOptions):
     """Where the teacher is: the vendor (endpoint + key) or a local white-box model."""
 
     endpoint: str | None = Field(
-        None, description="vendor base URL, e.g. http://127.0.0.1:8000 (env VL2V_ENDPOINT)"
+        None,
+        description="vendor base URL, e.g. http://127.0.0.1:8000; with --api openai the OpenAI "
+        "base URL, e.g. http://127.0.0.1:8000/v1 (env VL2V_ENDPOINT)",
+    )
+    api: Api = Field(
+        NATIVE,
+        description="the vendor's API: 'native' (this project's) or 'openai' (any "
+        "OpenAI-compatible embeddings server, e.g. Infinity; card facts from --card / "
+        "--card-*) (env VL2V_API)",
+    )
+    model: str | None = Field(
+        None, description="the teacher's model id at the vendor (default: the first it lists)"
     )
     api_key: SecretStr | None = Field(None, description="vendor API key (env VL2V_API_KEY)")
     local_teacher: str | None = Field(
@@ -97,6 +161,20 @@ class TeacherOptions(CacheOptions, ClipConfigOptions):
         None, description="pretrained tag or checkpoint for --local-teacher"
     )
     concurrency: int = Field(4, ge=1, description="requests in flight")
+
+    @model_validator(mode="after")
+    def _endpoint_is_a_base_url(self) -> Self:
+        # A malformed endpoint is a configuration mistake: one line now, not 18 s of retries.
+        if self.endpoint:
+            try:
+                self.endpoint = check_endpoint(self.endpoint, self.api)
+            except TeacherConfigError as exc:
+                raise ValueError(str(exc)) from None
+        if self._card_given() and self.api == NATIVE:
+            raise ValueError(
+                "--card and --card-* are for --api openai: the native API states the card"
+            )
+        return self
 
 
 class CapOptions(Options):

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from client_distiller.commands.common import EXIT_OK, UserError, print_table
 from client_distiller.commands.options import CacheOptions
+from client_distiller.report_html import find_results, read_spend, write_html_report
+from client_distiller.results import load_records
 from client_distiller.teacher import BudgetLedger, SpendRow
 
 
@@ -16,6 +21,14 @@ class Report(CacheOptions):
     """Print and plot the teacher spend recorded in the cache's budget ledger."""
 
     plot: Path | None = Field(None, description="PNG to write (default <cache-dir>/spend.png)")
+    html: Path | None = Field(
+        None, description="also write the report as one self-contained HTML file (charts inline)"
+    )
+    results: Path | None = Field(
+        None,
+        description="run results for --html's accuracy against queries (default: results.jsonl "
+        "beside --cache-dir, else in run's default --out, when there)",
+    )
 
     def run(self) -> int:
         """Print spend per stage and purpose, totals, the vendor's last reported budget; plot it."""
@@ -44,7 +57,82 @@ class Report(CacheOptions):
         plot = self.plot or self.cache_dir / "spend.png"
         _plot(rows, timeline, plot)
         print(f"plot: {plot}")
+        if self.html is not None:
+            from client_distiller.commands.run import Run  # only here: it imports torch
+
+            results = self.results or find_results(self.cache_dir, Run.model_fields["out"].default)
+            if results is not None and not results.is_file():
+                raise UserError(f"no run results at {results}")
+            records = load_records(results) if results is not None else []
+            spend = read_spend(self.cache_dir)
+            print(
+                f"html report: {write_html_report(self.html, spend, records, results_path=results)}"
+            )
         return EXIT_OK
+
+
+def spend_figure(
+    rows: Sequence[SpendRow], timeline: Sequence[tuple[float, int, int, int | None]]
+) -> Any:
+    """The figure of ``report``: queries by stage and purpose, and spend over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    left_inches = max(3.5, 1.1 * len(rows) + 1.0)
+    fig, (ax1, ax2) = plt.subplots(
+        1, 2, figsize=(left_inches + 5.0, 4.2), width_ratios=[left_inches, 4.5]
+    )
+    labels = [f"{r.stage}\n{r.purpose}" for r in rows]
+    x = np.arange(len(rows))
+    bars = [
+        ax1.bar(x - 0.2, [r.sent for r in rows], width=0.4, label="sent"),
+        ax1.bar(x + 0.2, [r.cache_hits for r in rows], width=0.4, label="cache hits"),
+    ]
+    for group in bars:  # the counts themselves: a 7-text bar beside a 5,000-view one is a sliver
+        ax1.bar_label(group, fmt="{:,.0f}", fontsize=7, padding=1)
+    values = [v for r in rows for v in (r.sent, r.cache_hits) if v > 0]
+    if values and max(values) / min(values) > 50:
+        ax1.set_yscale("log")  # so the small groups are visible bars, not a line at zero
+        ax1.set_ylim(0.8, max(values) * 3)
+        ax1.set_ylabel("items (log scale)")
+    else:
+        ax1.set_ylim(0, max(values or [1]) * 1.15)
+        ax1.set_ylabel("items")
+    ax1.set_xticks(list(x), labels, fontsize=8)
+    ax1.set_title("queries by stage / purpose", fontsize=10)
+    ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, frameon=False)
+
+    times, cum_sent, cum_hits, rem_t, rem_y = [], [], [], [], []
+    sent = hits = 0
+    for t, s, h, r in timeline:
+        sent += s
+        hits += h
+        when = datetime.fromtimestamp(t)
+        times.append(when)
+        cum_sent.append(sent)
+        cum_hits.append(hits)
+        if r is not None:
+            rem_t.append(when)
+            rem_y.append(r)
+    ax2.step(times, cum_sent, where="post", label="sent (cumulative)")
+    ax2.step(times, cum_hits, where="post", label="cache hits (cumulative)")
+    if rem_y:
+        # Cache hits do not touch the budget: the last report holds until the last event.
+        ax2.step(
+            [*rem_t, times[-1]], [*rem_y, rem_y[-1]], where="post", label="vendor budget remaining"
+        )
+    locator = mdates.AutoDateLocator(maxticks=5)
+    ax2.xaxis.set_major_locator(locator)
+    ax2.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax2.set_xlabel("time (local)")
+    ax2.set_ylabel("queries")
+    ax2.set_ylim(bottom=0)
+    ax2.set_title("spend over time", fontsize=10)
+    ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, frameon=False)
+    return fig
 
 
 def _plot(
@@ -52,39 +140,11 @@ def _plot(
     timeline: Sequence[tuple[float, int, int, int | None]],
     path: Path,
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    labels = [f"{r.stage}\n{r.purpose}" for r in rows]
-    x = range(len(rows))
-    ax1.bar([i - 0.2 for i in x], [r.sent for r in rows], width=0.4, label="sent")
-    ax1.bar([i + 0.2 for i in x], [r.cache_hits for r in rows], width=0.4, label="cache hits")
-    ax1.set_xticks(list(x), labels, fontsize=8)
-    ax1.set_ylabel("items")
-    ax1.set_title("queries by stage / purpose")
-    ax1.legend()
-    sent = hits = 0
-    cum_sent, cum_hits, rem_x, rem_y = [], [], [], []
-    for i, (_, s, h, r) in enumerate(timeline):
-        sent += s
-        hits += h
-        cum_sent.append(sent)
-        cum_hits.append(hits)
-        if r is not None:
-            rem_x.append(i)
-            rem_y.append(r)
-    ax2.plot(cum_sent, label="sent (cumulative)")
-    ax2.plot(cum_hits, label="cache hits (cumulative)")
-    if rem_y:
-        ax2.plot(rem_x, rem_y, label="vendor budget remaining")
-    ax2.set_xlabel("ledger event")
-    ax2.set_ylabel("queries")
-    ax2.set_title("spend over time")
-    ax2.legend()
+    fig = spend_figure(rows, timeline)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    # "tight" grows the canvas for the legends under the axes instead of cutting them off.
+    fig.savefig(path, dpi=100, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)

@@ -7,6 +7,9 @@ OUT/*.png.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,8 +20,10 @@ from typing_extensions import Self
 from client_distiller.algorithms import ALGORITHMS, HParams
 from client_distiller.commands import demo
 from client_distiller.commands.common import (
+    EXIT_BUDGET,
     EXIT_OK,
     UserError,
+    budget_refusal,
     open_dataset,
     teacher_from,
     white_box,
@@ -29,23 +34,46 @@ from client_distiller.commands.options import (
     ProgressOptions,
     SplitOptions,
     TeacherOptions,
+    ZeroshotOptions,
 )
-from client_distiller.experiment import ExperimentConfig, run_experiment
+from client_distiller.experiment import ExperimentConfig, TeacherNeeds, run_experiment
 from client_distiller.models.student import TimmBackbone
 from client_distiller.results import (
     RunRecord,
     ViewSetting,
+    error_bars,
     load_records,
     markdown_table,
     write_report,
 )
+from client_distiller.teacher import BudgetExhausted, CachedTeacher
 from client_distiller.train import TrainConfig
 
+#: The most torch threads ``run`` takes by default.
+MAX_DEFAULT_THREADS = 8
 
-class Run(SplitOptions, PlanOptions, TeacherOptions, CapOptions, ProgressOptions):
+
+def default_threads() -> int:
+    """Half the CPU cores this process may use, at least 1 and at most ``MAX_DEFAULT_THREADS``.
+
+    The students are small (a mobilenet at 64 px): a step is a few milliseconds of work per
+    layer, so more threads mostly add synchronization. On a 2-core machine the second thread
+    made `run` about 5x slower (274 s against 55 s for the same work); half the cores leaves the
+    rest to the OS, the data preparation and whatever else the machine runs.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_THREADS, cores // 2))
+
+
+class Run(SplitOptions, PlanOptions, TeacherOptions, CapOptions, ProgressOptions, ZeroshotOptions):
     """Run leave-one-domain-out experiments: fetch, train (erm/kd/adip/sd), evaluate, report.
 
-    --target-domain takes a domain, a comma list or 'all'.
+    --target-domain takes a domain, a comma list or 'all'. The teacher is asked only for what
+    the chosen algorithms read: erm alone needs no teacher at all, and --no-zeroshot (or
+    leaving zeroshot out of --algorithms) skips the evaluation images.
     """
 
     algorithms: list[str] = Field(
@@ -71,8 +99,8 @@ class Run(SplitOptions, PlanOptions, TeacherOptions, CapOptions, ProgressOptions
         "(--no-pretrained: random init)",
     )
     # -- training
-    steps: int = Field(300, ge=0, description="steps per training stage (Distill, ERM, KD, SD)")
-    align_steps: int = Field(300, ge=0, description="Align steps")
+    steps: int = Field(300, ge=1, description="steps per training stage (Distill, ERM, KD, SD)")
+    align_steps: int = Field(300, ge=1, description="Align steps")
     batch_size: int = Field(32, ge=1, description="images per source domain per step")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate")
     align_lr: float = Field(1e-3, gt=0, description="Adam learning rate of the Align stage")
@@ -103,7 +131,12 @@ class Run(SplitOptions, PlanOptions, TeacherOptions, CapOptions, ProgressOptions
         False, description="average the weights over the second half of each stage (SWA)"
     )
     checkpoint_every: int = Field(50, ge=0, description="resume checkpoint every N steps")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads")
+    threads: int = Field(
+        default_factory=default_threads,
+        ge=1,
+        description="torch CPU threads (default: half the CPU cores, 1 to "
+        f"{MAX_DEFAULT_THREADS}; small students get slower with more)",
+    )
     report_only: bool = Field(
         False,
         description="only rebuild OUT/tables.md and the plots from OUT/results.jsonl (every "
@@ -124,6 +157,10 @@ class Run(SplitOptions, PlanOptions, TeacherOptions, CapOptions, ProgressOptions
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if not self.zeroshot:
+            self.algorithms = [a for a in self.algorithms if a != "zeroshot"]
+            if not self.algorithms:
+                raise ValueError("--no-zeroshot leaves no algorithm to run")
         white = [a for a in self.algorithms if ALGORITHMS[a].white_box]
         if white and not self.local_teacher:
             raise ValueError(
@@ -176,8 +213,7 @@ class Run(SplitOptions, PlanOptions, TeacherOptions, CapOptions, ProgressOptions
     def run(self) -> int:
         """Fetch what is missing, train every (target, views, seed, algorithm), print tables."""
         torch.set_flush_denormal(True)
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        torch.set_num_threads(self.threads)
         config = self.experiment()
         results_path = config.out_dir / "results.jsonl"
         if self.report_only:
@@ -188,7 +224,7 @@ class Run(SplitOptions, PlanOptions, TeacherOptions, CapOptions, ProgressOptions
             _print_tables(records, sorted({str(r.views) for r in records}))
             print(f"\ntables: {paths['tables']}; plots: {paths['per_domain']}, {paths['queries']}")
             return EXIT_OK
-        dataset = open_dataset(self)
+        dataset = open_dataset(self, progress=self.progress)
         if not self.target_domain:
             raise UserError(
                 f"--target-domain is required (a domain, a comma list or 'all'); "
@@ -205,17 +241,30 @@ class Run(SplitOptions, PlanOptions, TeacherOptions, CapOptions, ProgressOptions
                     f"--target-domain {t!r} is not a domain of {dataset.root}; "
                     f"domains: {', '.join(dataset.domains)}"
                 )
-        with teacher_from(self, stage="run", max_queries=self.max_queries) as teacher:
-            before = teacher.stats()
-            records = run_experiment(
-                dataset,
-                targets,
-                teacher,
-                config,
-                dataset_name=self.data,
-                white_box=white_box(teacher),
-            )
-            after = teacher.stats()
+        needs = TeacherNeeds.of(self.algorithms)
+        with contextlib.ExitStack() as stack:
+            teacher: CachedTeacher | None = None
+            # A teacher that no chosen algorithm reads is still used for its card, if one is
+            # configured (erm's views then match a distilling run's); erm alone needs none.
+            if needs.any or self.endpoint or self.local_teacher:
+                teacher = stack.enter_context(
+                    teacher_from(self, stage="run", max_queries=self.max_queries)
+                )
+            before = teacher.stats() if teacher is not None else None
+            try:
+                records = run_experiment(
+                    dataset,
+                    targets,
+                    teacher,
+                    config,
+                    dataset_name=self.data,
+                    white_box=white_box(teacher) if teacher is not None else None,
+                )
+            except BudgetExhausted as exc:
+                assert teacher is not None
+                print(budget_refusal(teacher, exc), file=sys.stderr)
+                return EXIT_BUDGET
+            after = teacher.stats() if teacher is not None else None
         mine = {(r.target, r.algorithm, r.seed, str(r.views)) for r in records}
         shown = [
             r
@@ -224,16 +273,21 @@ class Run(SplitOptions, PlanOptions, TeacherOptions, CapOptions, ProgressOptions
         ]
         paths = write_report(shown, config.out_dir)
         _print_tables(shown, config.views)
-        print(
-            f"\nteacher queries sent by this run: {after.sent - before.sent} (cache hits: "
-            f"{after.cache_hits}"
-            + (
-                ""
-                if after.budget_remaining is None
-                else f", vendor budget remaining: {after.budget_remaining}"
+        if before is None or after is None:
+            print("\nno teacher queries: the chosen algorithms read no teacher")
+        elif not needs.any:
+            print("\nteacher queries sent by this run: 0 (the chosen algorithms read no answers)")
+        else:
+            print(
+                f"\nteacher queries sent by this run: {after.sent - before.sent} (cache hits: "
+                f"{after.cache_hits}"
+                + (
+                    ""
+                    if after.budget_remaining is None
+                    else f", vendor budget remaining: {after.budget_remaining}"
+                )
+                + ")"
             )
-            + ")"
-        )
         print(
             f"results: {results_path}; tables: {paths['tables']}; "
             f"plots: {paths['per_domain']}, {paths['queries']}"
@@ -244,10 +298,8 @@ class Run(SplitOptions, PlanOptions, TeacherOptions, CapOptions, ProgressOptions
 def _print_tables(records: Sequence[RunRecord], views: Sequence[ViewSetting | str]) -> None:
     for v in views:
         rs = [r for r in records if str(r.views) == str(v)]
-        print(
-            f"\nviews K = {v}: OOD accuracy on the held-out domain (columns), "
-            f"mean ± SE over seeds, %"
-        )
+        spread = ", mean ± SE over seeds" if error_bars(rs) else " (one seed: no error bars)"
+        print(f"\nviews K = {v}: OOD accuracy on the held-out domain (columns){spread}, %")
         print(markdown_table(rs, "ood_acc"))
         print(f"\nviews K = {v}: ID accuracy on the source out-splits, by held-out domain, %")
         print(markdown_table(rs, "id_acc"))

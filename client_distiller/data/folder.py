@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
-from tqdm import tqdm
+
+from client_distiller.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class DomainFolder:
 
     Every readable image under ``root/<domain>/<class>/`` is a sample; domains and classes are
     sorted by name; every domain must have the same class folders. Unreadable image files are
-    listed in ``skipped`` (and logged) instead of failing later in a run.
+    listed in ``skipped`` (and logged at INFO) instead of failing later in a run.
 
     Args:
         root: dataset folder.
@@ -153,12 +154,14 @@ class DomainFolder:
             for path in sorted((dom / cls).rglob("*"))
             if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
         ]
-        for path, domain, label in tqdm(
-            files, desc="scan dataset", unit="img", leave=False, disable=not self.progress
+        for path, domain, label in progress_bar(
+            files, desc="scan dataset", unit="img", leave=False, enabled=self.progress
         ):
             self._add(path, domain, label)
+        # Logged, not warned: the caller decides how to tell a person (the CLI prints each
+        # skipped file once, with a count), so they are not reported twice.
         for s in self.skipped:
-            log.warning("skipping unreadable image %s: %s", s.path, s.reason)
+            log.info("skipping unreadable image %s: %s", s.path, s.reason)
         if not self.samples:
             raise DatasetError(f"{self.root}: no readable images")
 

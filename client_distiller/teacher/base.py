@@ -76,8 +76,8 @@ class PayloadTeacher(Protocol):
 class MeteredTeacher(Protocol):
     """A payload teacher that is paid per query and can report the key's own budget."""
 
-    def usage(self) -> UsageResponse:
-        """The key's budget and totals (free to ask)."""
+    def usage(self) -> UsageResponse | None:
+        """The key's budget and totals (free to ask); None when the server has no usage API."""
         ...
 
 

@@ -80,6 +80,7 @@ class CachedTeacher:
         self._charged = 0  # queries the vendor says it charged for them
         self._cache_hits = 0
         self._budget_remaining: int | None = None
+        self._sent_by_purpose: dict[str, int] = {}
         self._reserved = 0  # items sent or in flight, for the cap check
         # Called with a count of items as they are resolved (cache hits, then each chunk), so a
         # progress bar moves while a large call is still in flight.
@@ -102,6 +103,11 @@ class CachedTeacher:
         """A snapshot of what this object has sent, been charged and served from the cache."""
         with self._lock:
             return TeacherStats(self._sent, self._charged, self._cache_hits, self._budget_remaining)
+
+    def sent_by_purpose(self) -> dict[str, int]:
+        """Items sent so far per purpose (``train-views``, ``eval-images``, ``class-texts``...)."""
+        with self._lock:
+            return dict(self._sent_by_purpose)
 
     @property
     def sent(self) -> int:
@@ -257,6 +263,9 @@ class CachedTeacher:
                 self._progress(len(chunk_keys))
             with self._lock:
                 self._sent += len(chunk_keys)
+                self._sent_by_purpose[purpose] = self._sent_by_purpose.get(purpose, 0) + len(
+                    chunk_keys
+                )
                 self._charged += res.charged
                 if res.budget_remaining is not None:
                     # Concurrent chunks arrive out of charge order: the lowest report is newest.
@@ -298,13 +307,29 @@ class CachedTeacher:
                 with self._lock:
                     self._reserved = self._sent
                 self._spend_the_rest(exc, to_send, found, send)
-                raise
+                # The refusal's own figures are stale now (the rest of the budget was spent
+                # after it): report the budget as the last answer left it.
+                unsent = sum(1 for k in to_send if k not in found)
+                remaining = self._budget_remaining_now(exc)
+                raise BudgetExhausted(
+                    f"HTTP 402: the key's budget cannot pay for the rest: {remaining} queries "
+                    f"remain, {unsent} items of this call are unpaid",
+                    remaining=remaining,
+                    needed=unsent,
+                    status_code=exc.status_code,
+                    request_id=exc.request_id,
+                ) from exc
         if capped:
             raise QueryCapReached(self._cap_message(len(miss_keys)))
         dim = self.card.embed_dim
         if not keys:
             return np.zeros((0, dim), dtype=np.float32)
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+    def _budget_remaining_now(self, exc: BudgetExhausted) -> int | None:
+        """The lowest remaining budget reported so far (by answers or the refusal)."""
+        reports = [r for r in (exc.remaining, self._budget_remaining) if r is not None]
+        return min(reports) if reports else None
 
     def _spend_the_rest(
         self,

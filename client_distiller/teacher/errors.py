@@ -28,11 +28,22 @@ class BudgetExhausted(TeacherError):
 
     Attributes:
         remaining: the budget the vendor says is left (``X-Budget-Remaining``), if it said.
+        needed: items the refused call still needed (at least that many more queries), when
+            the caching teacher knows.
     """
 
-    def __init__(self, message: str, *, remaining: int | None = None, **kw) -> None:
-        super().__init__(message, **kw)
+    def __init__(
+        self,
+        message: str,
+        *,
+        remaining: int | None = None,
+        needed: int | None = None,
+        status_code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, request_id=request_id)
         self.remaining = remaining
+        self.needed = needed
 
 
 class RateLimited(TeacherError):

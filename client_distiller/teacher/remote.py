@@ -3,32 +3,22 @@
 from __future__ import annotations
 
 import base64
-import contextlib
-import logging
-import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import httpx
 import numpy as np
 from PIL import Image
 
 from client_distiller.teacher.base import BeforeChunk, ChunkResult, OnChunk, run_chunks
-from client_distiller.teacher.errors import (
-    AuthenticationError,
-    BudgetExhausted,
-    RateLimited,
-    TeacherError,
-    VendorError,
-)
+from client_distiller.teacher.errors import VendorError
+from client_distiller.teacher.http import HttpTeacherBase
 from client_distiller.teacher.wire import chunk_idempotency_key, encode_image, encode_text
 from shared_schemas import (
     IMAGES,
     TEXTS,
     EmbeddingEndpoint,
     EmbeddingResponse,
-    ErrorResponse,
     ImageEmbeddingRequest,
     ModelCard,
     ModelListResponse,
@@ -37,20 +27,14 @@ from shared_schemas import (
     decode_embedding,
 )
 
-log = logging.getLogger(__name__)
 
-#: Statuses worth retrying: rate limits, a concurrent twin of the same idempotent request, and
-#: server-side failures that a later attempt may not hit.
-RETRY_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
-
-
-class RemoteTeacher:
+class RemoteTeacher(HttpTeacherBase):
     """Teacher behind the vendor's API (``/v1/models``, ``/v1/embeddings/{images,texts}``).
 
     The injected client carries the base URL and the transport, so tests can pass a client on
     an ``httpx.MockTransport``, on the vendor app in process, or on a real server. Requests are
     the wire contract's models (``ImageEmbeddingRequest``, ``TextEmbeddingRequest``); error
-    bodies are read as ``ErrorResponse``.
+    bodies are read as ``ErrorResponse``; retries and errors are ``HttpTeacherBase``'s.
 
     Args:
         client: configured ``httpx.Client`` (base URL; it may carry the ``Authorization``
@@ -76,14 +60,16 @@ class RemoteTeacher:
         max_backoff_s: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.client = client
-        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        super().__init__(
+            client=client,
+            api_key=api_key,
+            concurrency=concurrency,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+            sleep=sleep,
+        )
         self.model = model
-        self.concurrency = max(1, concurrency)
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self.sleep = sleep
         self._card: ModelCard | None = None
 
     # -- model card --------------------------------------------------------------------------
@@ -208,65 +194,3 @@ class RemoteTeacher:
             budget_remaining=parsed.budget.remaining,
             request_id=parsed.request_id,
         )
-
-    # -- HTTP with retries -------------------------------------------------------------------
-
-    def _request(
-        self, method: str, url: str, *, json: dict[str, Any] | None, headers: dict[str, str]
-    ) -> httpx.Response:
-        """One call with the retry policy: 429/409/5xx/timeouts back off and retry."""
-        attempt = 0
-        headers = {**self._auth, **headers}
-        while True:
-            try:
-                resp = self.client.request(method, url, json=json, headers=headers)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                if attempt >= self.max_retries:
-                    raise VendorError(
-                        f"{method} {url}: {type(exc).__name__} after {attempt + 1} attempts: {exc}"
-                    ) from exc
-                self._wait(attempt, None, f"{type(exc).__name__}")
-                attempt += 1
-                continue
-            if resp.status_code < 400:
-                return resp
-            if resp.status_code in RETRY_STATUSES and attempt < self.max_retries:
-                self._wait(attempt, resp.headers.get("Retry-After"), f"HTTP {resp.status_code}")
-                attempt += 1
-                continue
-            raise _error_for(resp, attempts=attempt + 1)
-
-    def _wait(self, attempt: int, retry_after: str | None, why: str) -> None:
-        delay = min(self.max_backoff_s, self.backoff_s * (2**attempt))
-        delay *= 0.5 + random.random() / 2  # jitter, so parallel chunks do not retry in lockstep
-        if retry_after is not None:
-            # an HTTP-date Retry-After does not parse: fall back to our own backoff
-            with contextlib.suppress(ValueError):
-                delay = max(delay, float(retry_after))
-        log.info("teacher: %s, retrying in %.2fs (attempt %d)", why, delay, attempt + 1)
-        self.sleep(delay)
-
-
-def _error_for(resp: httpx.Response, *, attempts: int) -> TeacherError:
-    """Map a final non-2xx answer to the exception hierarchy."""
-    code = resp.status_code
-    request_id = resp.headers.get("X-Request-Id")
-    try:
-        detail = ErrorResponse.model_validate_json(resp.content).error.message
-    except ValueError:  # not the error schema (a proxy's page, a crash): show the raw text
-        detail = resp.text[:300]
-    msg = f"HTTP {code}: {detail}"
-    kw = {"status_code": code, "request_id": request_id}
-    if code in (401, 403):
-        return AuthenticationError(msg, **kw)
-    if code == 402:
-        try:
-            remaining = int(resp.headers["X-Budget-Remaining"])
-        except (KeyError, ValueError):
-            remaining = None
-        return BudgetExhausted(msg, remaining=remaining, **kw)
-    if code == 429:
-        return RateLimited(f"{msg} (after {attempts} attempts)", **kw)
-    if code >= 500:
-        return VendorError(f"{msg} (after {attempts} attempts)", **kw)
-    return VendorError(msg, **kw)
