@@ -46,22 +46,32 @@ def vendor_cli(*args: str, data_dir: Path) -> str:
 
 def ensure_key(data_dir: Path, key_file: Path, budget: int) -> str:
     """The saved demo key if the vendor's ledger still knows it, else a new one (saved 0600)."""
-    if key_file.is_file():
+    if key_file.is_file() and (data_dir / "ledger.sqlite3").is_file():
         key = key_file.read_text().strip()
-        keys = json.loads(vendor_cli("keys", "list", data_dir=data_dir))
+        keys = json.loads(vendor_cli("keys", "list", data_dir=data_dir))["data"]
         if any(
-            key.startswith(k["prefix"]) and not k["revoked"] and k["remaining"] > 0 for k in keys
+            key.startswith(k["prefix"]) and not k["revoked"] and k["budget"]["remaining"] > 0
+            for k in keys
         ):
             print(f"reusing the demo API key saved in {key_file}")
             return key
     created = json.loads(
-        vendor_cli("keys", "create", "--name", "demo", "--budget", str(budget), data_dir=data_dir)
+        vendor_cli(
+            "keys",
+            "create",
+            "--name",
+            "demo",
+            "--budget",
+            str(budget),
+            "--create-ledger",
+            data_dir=data_dir,
+        )
     )
     key_file.parent.mkdir(parents=True, exist_ok=True)
     key_file.touch(mode=0o600)
     key_file.write_text(created["key"])
     print(
-        f"created API key {created['prefix']}... with a budget of {budget:,} queries "
+        f"created API key {created['info']['prefix']}... with a budget of {budget:,} queries "
         f"(saved in {key_file})"
     )
     return created["key"]

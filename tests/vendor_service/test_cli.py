@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from shared_schemas import KeyCreateResponse
 from vendor_service.cli import main
 from vendor_service.metering import SQLiteStore
 
@@ -39,9 +40,14 @@ def test_every_subcommand_has_help(argv, capsys):
 
 def test_keys_and_usage_work_on_the_data_dir(tmp_path, capsys):
     d = ["--data-dir", str(tmp_path)]
-    assert main(["keys", "create", "--name", "bob", "--budget", "5", *d]) == 0
-    created = json.loads(capsys.readouterr().out)
-    assert created["key"].startswith("vk_") and created["limit"] == 5
+    # A dir without a ledger gets one only when asked (a typo in --data-dir must not).
+    assert main(["keys", "create", "--name", "bob", "--budget", "5", *d]) == 2
+    assert "no ledger at" in capsys.readouterr().err
+    assert main(["keys", "create", "--name", "bob", "--budget", "5", "--create-ledger", *d]) == 0
+    # the shape of POST /v1/admin/keys
+    created = KeyCreateResponse.model_validate_json(capsys.readouterr().out).model_dump()
+    assert created["key"].startswith("vk_") and created["info"]["budget"]["limit"] == 5
+    created["id"] = created["info"]["id"]
 
     store = SQLiteStore(tmp_path / "ledger.sqlite3")
     assert store.authenticate(created["key"]).id == created["id"]
@@ -49,9 +55,9 @@ def test_keys_and_usage_work_on_the_data_dir(tmp_path, capsys):
     store.close()
 
     assert main(["keys", "topup", created["id"], "--queries", "10", *d]) == 0
-    assert json.loads(capsys.readouterr().out)["limit"] == 15
+    assert json.loads(capsys.readouterr().out)["budget"]["limit"] == 15
     assert main(["keys", "list", *d]) == 0
-    listed = json.loads(capsys.readouterr().out)
+    listed = json.loads(capsys.readouterr().out)["data"]
     assert [k["id"] for k in listed] == [created["id"]] and created["key"] not in str(listed)
     assert main(["usage", "--key-id", created["id"], *d]) == 0
     usage = json.loads(capsys.readouterr().out)
@@ -176,6 +182,6 @@ def test_key_commands_read_only_the_data_dir_from_the_environment(monkeypatch, t
     monkeypatch.setenv("VENDOR_NAME", "from-env")
     assert main(["keys", "create"]) == 2
     assert "error: --name: Field required" in capsys.readouterr().err
-    assert main(["keys", "create", "--name", "a", "--budget", "3"]) == 0
-    assert json.loads(capsys.readouterr().out)["limit"] == 3
+    assert main(["keys", "create", "--name", "a", "--budget", "3", "--create-ledger"]) == 0
+    assert json.loads(capsys.readouterr().out)["info"]["budget"]["limit"] == 3
     assert (tmp_path / "from-env" / "ledger.sqlite3").is_file()
