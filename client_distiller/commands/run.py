@@ -56,10 +56,12 @@ MAX_DEFAULT_THREADS = 8
 def default_threads() -> int:
     """Half the CPU cores this process may use, at least 1 and at most ``MAX_DEFAULT_THREADS``.
 
-    The students are small (a mobilenet at 64 px): a step is a few milliseconds of work per
-    layer, so more threads mostly add synchronization. On a 2-core machine the second thread
-    made `run` about 5x slower (274 s against 55 s for the same work); half the cores leaves the
-    rest to the OS, the data preparation and whatever else the machine runs.
+    The students are small (a mobilenet at 64 px, batches of a few dozen images): each op is too
+    little work to split, and extra threads mostly wait on each other, worst when another job
+    shares the cores. Measured on a 2-core machine busy with other jobs, one training step of
+    the demo student (48 images) took 2.0 s of wall time with 1 thread and 9.4 to 12.8 s with
+    2; `run` with torch's default (every core) was about 5x slower than ``--threads 1``. Half
+    the cores leaves the rest to the OS, the image rendering and whatever else runs.
     """
     try:
         cores = len(os.sched_getaffinity(0))
@@ -132,10 +134,10 @@ class Run(SplitOptions, PlanOptions, TeacherOptions, CapOptions, ProgressOptions
     )
     checkpoint_every: int = Field(50, ge=0, description="resume checkpoint every N steps")
     threads: int = Field(
-        default_factory=default_threads,
+        default_threads(),  # this machine's, so --help shows the number
         ge=1,
-        description="torch CPU threads (default: half the CPU cores, 1 to "
-        f"{MAX_DEFAULT_THREADS}; small students get slower with more)",
+        description="torch CPU threads; the default is half the CPU cores, 1 to "
+        f"{MAX_DEFAULT_THREADS} (small students get slower with more)",
     )
     report_only: bool = Field(
         False,

@@ -115,8 +115,15 @@ def test_killed_fetch_reruns_without_paying_twice(
     )
 
     kills = []
-    for _ in range(level.client_kills):
+    for i in range(level.client_kills):
         before = _used(rel_vendor, key)
+        # Where the kill lands is the test's choice, in charged items, not in wall time: the
+        # i-th kill waits for the vendor to have charged (i + 1) / (kills + 1) of the plan, and
+        # at least two more 16-item requests of this run. That leaves a quarter of the plan or
+        # more unpaid, far more than the requests in flight when the kill lands can charge, so
+        # it lands mid-fetch on a fast idle machine and a loaded one alike.
+        target = max(before + 32, (i + 1) * len(distinct) // (level.client_kills + 1))
+        assert target + 64 < len(distinct), (target, len(distinct))
         proc = subprocess.Popen(
             args,
             cwd=REPO_ROOT,
@@ -127,18 +134,22 @@ def test_killed_fetch_reruns_without_paying_twice(
         )
         try:
             deadline = time.monotonic() + 180
-            # Kill once this run has paid for at least two more requests of 16 items.
-            while _used(rel_vendor, key) < before + 32:
+            while _used(rel_vendor, key) < target:
                 assert proc.poll() is None, f"fetch ended (rc {proc.returncode}) before the kill"
                 assert time.monotonic() < deadline, "fetch made no progress"
-                time.sleep(0.02)
-            time.sleep(0.1 * len(kills))  # vary where in the fetch the kill lands
+                time.sleep(0.01)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(30)
         finally:
             _kill_group(proc)
         assert proc.returncode == -signal.SIGKILL
-        kills.append({"charged": _used(rel_vendor, key), "cached": cached_count(cache, distinct)})
+        kills.append(
+            {
+                "target": target,
+                "charged": _used(rel_vendor, key),
+                "cached": cached_count(cache, distinct),
+            }
+        )
     # Killed mid-fetch each time. The kill may land between the vendor's charge and the
     # client's cache write: those answers are lost to the client, and the rerun must get them
     # back without paying (same chunk, same Idempotency-Key -> replay).
