@@ -181,6 +181,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         t0 = time.perf_counter()
         code = client(argv_run)
+        if code == 130:  # Ctrl-C: the client has said what it kept
+            print("\nthe demo was interrupted; make demo again resumes it", file=sys.stderr)
+            return code
+        if code == 3:  # the key's budget ran out; a used-up demo key is replaced next time
+            print(
+                "the demo key's budget is used up; make demo again creates a new key (see "
+                "--budget) and pays only for what is not cached",
+                file=sys.stderr,
+            )
+            return code
         if code != 0:
             print(f"client-distiller run failed with exit code {code}", file=sys.stderr)
             return code
