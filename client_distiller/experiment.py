@@ -285,9 +285,11 @@ def fetch_line(data: TargetData) -> str:
         EVAL_IMAGES: lambda q: f"{q} evaluation images (the zero-shot reference)",
         CLASS_TEXTS: lambda q: f"{q} class texts",
     }
+    order = [*words, *sorted(set(data.sent_by_purpose) - set(words))]
     parts = [
-        words.get(purpose, lambda q, p=purpose: f"{q} {p}")(q)
-        for purpose, q in data.sent_by_purpose.items()
+        words.get(purpose, lambda q, p=purpose: f"{q} {p}")(data.sent_by_purpose[purpose])
+        for purpose in order
+        if data.sent_by_purpose.get(purpose)
     ]
     return f"teacher: {data.queries_sent} new queries sent: " + ", ".join(parts)
 
