@@ -193,6 +193,9 @@ def test_budget_smaller_than_plan_stops_cleanly(vendor, data, tmp_path, capsys) 
     assert "budget exhausted" in err and "Traceback" not in err
     used = vendor.usage(key)["budget"]["used"]
     assert used == 30  # after the 402, smaller requests spend the budget left exactly
+    # The figures are the budget as it is now, not the first refused request's.
+    assert "0 queries remain" in err and "vendor budget remaining 0" in err
+    assert "Top up the key" in err and "rerun the same command" in err
     assert cached_count(cache, distinct) == used  # everything paid for is cached
     key_id = vendor.usage(key)["key_id"]
     httpx.post(
@@ -230,3 +233,17 @@ def test_local_teacher_matches_the_vendor_bit_for_bit(vendor, tmp_path) -> None:
     texts = ["a photo of a fish", "a sketch of a tree"]
     assert np.array_equal(remote.embed_texts(texts), local.embed_texts(texts))
     client.close()
+
+
+def test_run_out_of_budget_says_what_is_left_and_how_to_go_on(vendor, data, tmp_path, capsys):
+    key = vendor.create_key(20)
+    argv = ["run", *_args(vendor, key, data, tmp_path / "cache"), "--algorithms", "kd",
+            "--views", "1", "--student", "test_resnet", "--student-size", "32",
+            "--no-pretrained", "--steps", "1", "--align-steps", "1", "--batch-size", "2",
+            "--threads", "1", "--no-progress", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "vendor budget exhausted for this key: 0 queries remain" in err
+    assert "Top up the key" in err and "nothing already paid is paid again" in err
+    assert vendor.usage(key)["budget"]["used"] == 20
