@@ -1,4 +1,4 @@
-"""``client-distiller``: estimate, fetch and report teacher spend; run, predict and evaluate.
+"""``client-distiller``: estimate, fetch and report teacher spend; run, predict, evaluate, export.
 
 The command line is one pydantic-settings model (``ClientDistiller``): each subcommand is a
 model in ``client_distiller.commands`` with a ``run() -> int`` method, its flags and
@@ -36,6 +36,7 @@ from client_distiller.commands.common import (
 )
 from client_distiller.commands.estimate import Estimate
 from client_distiller.commands.evaluate import Evaluate
+from client_distiller.commands.export import Export
 from client_distiller.commands.fetch import Fetch
 from client_distiller.commands.options import verbatim
 from client_distiller.commands.predict import Predict
@@ -56,7 +57,7 @@ class ClientDistiller(BaseSettings):
         cli_prog_name="client-distiller",
         cli_kebab_case=True,
         cli_implicit_flags="toggle",
-        cli_shortcuts={"verbose": "v"},
+        cli_shortcuts={"verbose": "v", "as-json": "json"},  # predict --json
         cli_hide_none_type=True,
         cli_avoid_json=True,
         cli_enforce_required=True,
@@ -69,6 +70,7 @@ class ClientDistiller(BaseSettings):
     run: CliSubCommand[Run] = Field(description=_about(Run))
     predict: CliSubCommand[Predict] = Field(description=_about(Predict))
     evaluate: CliSubCommand[Evaluate] = Field(description=_about(Evaluate))
+    export: CliSubCommand[Export] = Field(description=_about(Export))
 
 
 #: The subcommands, by name (the fields of ``ClientDistiller``).
@@ -79,6 +81,7 @@ COMMANDS: dict[str, type[BaseSettings]] = {
     "run": Run,
     "predict": Predict,
     "evaluate": Evaluate,
+    "export": Export,
 }
 
 
