@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from vendor_service.metering import migrations
-from vendor_service.metering.sqlstore import Dialect, SQLStore, Tx, retry_batch
+from vendor_service.metering.sqlstore import Dialect, SQLStore, Tx
 from vendor_service.metering.store import LedgerMissing, Op, SchemaMismatch, StoreError
 from vendor_service.ratelimit import RateLimiter
 
@@ -162,7 +162,7 @@ class PostgresStore(SQLStore):
         # Deterministic lock order between replicas: ops on different keys commute, so they
         # are applied sorted by key id (a stable sort keeps each key's own order).
         order = sorted(range(len(ops)), key=lambda i: str(getattr(ops[i], "key_id", "")))
-        results = retry_batch(self._one_transaction, [ops[i] for i in order], self._is_retryable)
+        results = self._commit_batch(self._one_transaction, [ops[i] for i in order])
         out: list[Any] = [None] * len(ops)
         for i, result in zip(order, results, strict=True):
             out[i] = result

@@ -25,7 +25,7 @@ from typing import Any
 
 from vendor_service.metering import migrations
 from vendor_service.metering.datadir import private_dir, private_file
-from vendor_service.metering.sqlstore import Dialect, SQLStore, Tx, retry_batch
+from vendor_service.metering.sqlstore import Dialect, SQLStore, Tx
 from vendor_service.metering.store import LedgerMissing, Op, SchemaMismatch
 from vendor_service.ratelimit import RateLimiter, SharedFileBuckets
 
@@ -168,7 +168,7 @@ class SQLiteStore(SQLStore):
     # -- the writer ----------------------------------------------------------------------------
 
     def _run_batch(self, ops: Sequence[Op[Any]]) -> list[Any]:
-        return retry_batch(self._one_transaction, ops, self._is_retryable)
+        return self._commit_batch(self._one_transaction, ops)
 
     def _one_transaction(self, ops: Sequence[Op[Any]]) -> list[Any]:
         conn = self._writer

@@ -136,6 +136,10 @@ def _idem_result(row: Any, body_sha256: str, key: Any) -> ChargeResult:
     return ChargeResult(ChargeOutcome.REPLAY, limit, used, bytes(row["response_body"]))
 
 
+class _NeedSavepoints(Exception):
+    """The fast path of a batch met an op that must be undone alone: go again, carefully."""
+
+
 class _Again:
     """Apply the op once more after rolling back its savepoint (a concurrent writer won)."""
 
@@ -196,9 +200,36 @@ class SQLStore:
         """Sizes of the batches this process committed (measurements)."""
         return self._committer.batch_sizes
 
+    def _commit_batch(
+        self, run: Callable[[Sequence[Op[Any]]], list[Any]], ops: Sequence[Op[Any]]
+    ) -> list[Any]:
+        """``run(ops)`` (one transaction), fast first: no savepoints, since a refused op
+        changed nothing. Only when an op must be undone alone (it raised, or a concurrent
+        writer took its idempotency key after it charged) is the transaction rolled back and
+        run again with a savepoint per op."""
+        self._careful = False
+        try:
+            return retry_batch(run, ops, self._is_retryable)
+        except _NeedSavepoints:
+            self._careful = True
+            return retry_batch(run, ops, self._is_retryable)
+
     def _apply_all(self, tx: Tx, ops: Sequence[Op[Any]]) -> list[Any]:
-        """Every op in its own savepoint, in order; a refused or failed op undoes only itself."""
-        results: list[Any] = []
+        """Every op in order, inside the caller's transaction (see :meth:`_commit_batch`)."""
+        if not getattr(self, "_careful", True):
+            results = []
+            for op in ops:
+                try:
+                    result, _keep = self._apply(tx, op)
+                except Exception as exc:
+                    if self._is_retryable(exc):
+                        raise
+                    raise _NeedSavepoints from exc
+                if result is AGAIN:  # it charged, then lost the key: undo it alone
+                    raise _NeedSavepoints
+                results.append(result)  # refused ops (keep False) made no change
+            return results
+        results = []
         for op in ops:
             for _ in range(5):
                 tx.run("SAVEPOINT op")
