@@ -15,6 +15,12 @@
 #   SMOKE_HEALTH_TIMEOUT  seconds to wait for a healthy container (default 300)
 #   SMOKE_DEMO=1      also build the `demo` profile's client and run a 2-step distillation
 #                     through it against the vendor (http://vendor:8000); off by default
+#   SMOKE_SCALE=1     also run the `scale` profile (PostgreSQL, 3 replicas, HAProxy): a key's
+#                     budget is exact across replicas, idempotent retries replay wherever they
+#                     land, and it all survives `compose restart` of one replica mid-load. Uses
+#                     the official postgres/haproxy images, or builds docker/offline/ stand-ins
+#                     on BASE_IMAGE when they cannot be pulled (SMOKE_OFFLINE_IMAGES=1 forces it)
+#   SMOKE_SCALE_PORT  host port of the load balancer (default 18080)
 # The stack runs as its own compose project (default vl2v-smoke) with a generated admin token;
 # `down -v` at the end (and on any failure) removes its containers and volumes only.
 set -euo pipefail
@@ -24,6 +30,8 @@ export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-vl2v-smoke}
 export BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim}
 export VENDOR_PORT=${SMOKE_PORT:-18000}
 export VENDOR_IMAGE=${VENDOR_IMAGE:-vl2v-vendor:smoke}
+export VENDOR_SCALE_PORT=${SMOKE_SCALE_PORT:-18080}
+SCALE_URL="http://127.0.0.1:${VENDOR_SCALE_PORT}"
 HEALTH_TIMEOUT=${SMOKE_HEALTH_TIMEOUT:-300}
 BASE_URL="http://127.0.0.1:${VENDOR_PORT}"
 
@@ -57,7 +65,8 @@ cleanup() {
         compose logs --no-color --tail=40 vendor 2>&1 | sed 's/^/    /' || true
     fi
     log "teardown: ${COMPOSE[*]} down -v"
-    compose --profile demo down -v --remove-orphans >"$WORK/down.log" 2>&1 || cat "$WORK/down.log"
+    compose --profile demo --profile scale down -v --remove-orphans >"$WORK/down.log" 2>&1 \
+        || cat "$WORK/down.log"
     for w in "${COPIED_WHEELS[@]}"; do rm -f "$w"; done
     rm -rf "$WORK"
     echo "================ compose smoke summary ================"
@@ -136,6 +145,71 @@ def usage(base, key):
     return {"budget": out["budget"], "requests": out["requests"], "ledger": rows}
 
 
+def scale(base, admin, phase, state_file):
+    """Exact budgets through the load balancer: a key of budget 20, 30 one-text requests with
+    Idempotency-Keys, each answered one sent again (a replay, free). `phase` 1 runs the first
+    15, phase 2 the rest (after a replica restart) and checks the totals."""
+    if phase == "1":
+        status, _, out = call("POST", f"{base}/v1/admin/keys", admin,
+                              {"name": "scale-smoke", "budget": 20})
+        if status != 201:
+            fail(f"create key: HTTP {status}: {out}")
+        state = {"key": out["key"], "served": {}, "refused": 0, "replays": 0}
+        todo = range(0, 15)
+    else:
+        state = json.load(open(state_file))
+        todo = range(15, 30)
+    key = state["key"]
+    for i in todo:
+        body = {"texts": [f"scale smoke {i}"]}
+        for attempt in range(2):  # the first send, then a client retry of the same request
+            req = urllib.request.Request(f"{base}/v1/embeddings/texts", method="POST",
+                                         data=json.dumps(body).encode())
+            req.add_header("Content-Type", "application/json")
+            req.add_header("Authorization", "Bearer " + key)
+            req.add_header("Idempotency-Key", f"scale-{i}")
+            for _ in range(60):  # a replica restarting: 502/503 from the balancer, or 409
+                try:
+                    with urllib.request.urlopen(req, timeout=60) as resp:
+                        status, headers, out = resp.status, resp.headers, json.load(resp)
+                except urllib.error.HTTPError as err:
+                    status, headers, out = err.code, err.headers, err.read().decode()
+                except OSError:
+                    status = None
+                if status in (200, 402):
+                    break
+                import time
+                time.sleep(1)
+            else:
+                fail(f"request {i}: no answer (last HTTP {status})")
+            if status == 402:
+                state["refused"] += attempt == 0
+                continue
+            rid = out["request_id"]
+            if attempt == 0:
+                if headers.get("Idempotent-Replayed") == "true":  # answered before a restart
+                    state["replays"] += 1
+                state["served"][str(i)] = rid
+            else:
+                if headers.get("Idempotent-Replayed") != "true" or out["usage"]["queries"]:
+                    fail(f"retry of {i} was not a free replay: {headers} {out['usage']}")
+                if rid != state["served"][str(i)]:
+                    fail(f"retry of {i} answered as {rid}, first as {state['served'][str(i)]}")
+                state["replays"] += 1
+    json.dump(state, open(state_file, "w"))
+    status, _, out = call("GET", f"{base}/v1/usage?limit=100", key)
+    if status != 200:
+        fail(f"usage: HTTP {status}: {out}")
+    charged = sorted(e["request_id"] for e in out["entries"] if e["status"] == "charged")
+    if sorted(state["served"].values()) != charged or out["budget"]["used"] != len(charged):
+        fail(f"ledger {out['budget']} / {len(charged)} charged rows vs "
+             f"{len(state['served'])} served")
+    if phase == "2" and (out["budget"]["used"] != 20 or state["refused"] != 10):
+        fail(f"budget not exact: {out['budget']}, {state['refused']} refused (want 20 and 10)")
+    print(f"phase {phase}: served {len(state['served'])}, refused {state['refused']}, "
+          f"replays {state['replays']}, budget {out['budget']}")
+
+
 def main(argv):
     cmd, base = argv[0], argv[1]
     if cmd == "card":
@@ -149,6 +223,8 @@ def main(argv):
         embed(base, argv[2], argv[3], int(argv[4]))
     elif cmd == "usage":
         print(json.dumps(usage(base, argv[2]), sort_keys=True))
+    elif cmd == "scale":
+        scale(base, argv[2], argv[3], argv[4])
     elif cmd == "readyz":
         status, _, out = call("GET", f"{base}/readyz", None)
         if status != 200:
@@ -263,10 +339,47 @@ if [ "${SMOKE_DEMO:-0}" = 1 ]; then
     ok "$CURRENT"
 fi
 
+if [ "${SMOKE_SCALE:-0}" = 1 ]; then
+    CURRENT="scale profile: images for PostgreSQL and HAProxy"
+    if [ "${SMOKE_OFFLINE_IMAGES:-0}" = 1 ] || ! docker pull -q "${POSTGRES_IMAGE:-postgres:15-bookworm}" \
+            >/dev/null 2>&1 || ! docker pull -q "${HAPROXY_IMAGE:-haproxy:2.8-bookworm}" >/dev/null 2>&1; then
+        export POSTGRES_IMAGE=vl2v-offline/postgres:15 HAPROXY_IMAGE=vl2v-offline/haproxy:2.8
+        for pair in "postgres $POSTGRES_IMAGE" "haproxy $HAPROXY_IMAGE"; do
+            set -- $pair
+            docker build -q -f "docker/offline/$1.Dockerfile" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+                -t "$2" . >"$WORK/build-$1.log" 2>&1 || { tail -20 "$WORK/build-$1.log"; false; }
+        done
+    fi
+    ok "$CURRENT (${POSTGRES_IMAGE:-postgres:15-bookworm}, ${HAPROXY_IMAGE:-haproxy:2.8-bookworm})"
+
+    CURRENT="scale profile: up + healthy (postgres, migrate, 3 replicas, lb)"
+    compose --profile scale up -d postgres migrate vendor-1 vendor-2 vendor-3 lb \
+        >>"$WORK/compose.log" 2>&1 || { cat "$WORK/compose.log"; false; }
+    for svc in vendor-1 vendor-2 vendor-3 lb; do
+        deadline=$(($(date +%s) + HEALTH_TIMEOUT))
+        until [ "$(docker inspect -f '{{.State.Health.Status}}' "$(compose ps -q "$svc")" \
+                   2>/dev/null)" = healthy ]; do
+            [ "$(date +%s)" -lt "$deadline" ] || { log "$svc not healthy"; compose logs --tail=30 "$svc"; false; }
+            sleep 3
+        done
+    done
+    MIGRATED=$(compose logs --no-color migrate 2>&1 | grep -o '"schema_version": [0-9]*' | tail -1)
+    ok "$CURRENT ($MIGRATED)"
+
+    CURRENT="scale profile: budget exact across replicas, replays free, survives a restart"
+    http scale "$SCALE_URL" "$VENDOR_ADMIN_TOKEN" 1 "$WORK/scale.json" | sed 's/^/    /'
+    # The second half runs while one replica restarts (HAProxy takes it out, then back in).
+    compose restart vendor-2 >>"$WORK/compose.log" 2>&1 &
+    RESTART=$!
+    http scale "$SCALE_URL" "$VENDOR_ADMIN_TOKEN" 2 "$WORK/scale.json" | sed 's/^/    /'
+    wait "$RESTART" || { cat "$WORK/compose.log"; false; }
+    ok "$CURRENT"
+fi
+
 CURRENT="teardown removes the volume"
-compose --profile demo down -v --remove-orphans >>"$WORK/compose.log" 2>&1 \
+compose --profile demo --profile scale down -v --remove-orphans >>"$WORK/compose.log" 2>&1 \
     || { cat "$WORK/compose.log"; false; }
-if docker volume ls -q | grep -E "^${COMPOSE_PROJECT_NAME}_(vendor-data|demo-work)$"; then
+if docker volume ls -q | grep -E "^${COMPOSE_PROJECT_NAME}_(vendor-data|demo-work|ledger-pg)$"; then
     log "the volumes above still exist"; false
 fi
 ok "$CURRENT"
