@@ -8,10 +8,12 @@
 3. ``client-distiller run`` against it: the demo benchmark with one held-out style, erm, kd,
    adip and the teacher's zero-shot line; teacher answers cached under ``runs/demo/cache``;
 4. print the ID/OOD table and the query spend (client ledger and the vendor's own count),
-   write the plots under ``runs/demo/``, and stop the vendor (also on error or Ctrl-C).
+   write the plots under ``runs/demo/``, and stop the vendor (also on error or Ctrl-C);
+5. export the ADiP student (``client-distiller export``, ONNX) and classify a few held-out
+   images with the torch-free runtime (``student_runtime``) in a fresh process.
 
-A second ``make demo`` reuses the key, the cache and the trained checkpoints: it spends zero
-new queries and skips training.
+A second ``make demo`` reuses the key, the cache, the trained checkpoints and the export: it
+spends zero new queries and skips training.
 """
 
 from __future__ import annotations
@@ -75,6 +77,73 @@ def ensure_key(data_dir: Path, key_file: Path, budget: int) -> str:
         f"(saved in {key_file})"
     )
     return created["key"]
+
+
+#: Run in a fresh process: the runtime's own command line, then proof it never loaded torch.
+TORCH_FREE = (
+    "import sys; from student_runtime.__main__ import main; code = main(sys.argv[1:]); "
+    "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)"
+)
+
+
+def deploy_adip(out: Path, target: str, seed: str) -> int:
+    """Export the ADiP student of this demo and classify one held-out image per class with it.
+
+    Returns:
+        0, or the failing step's exit code.
+    """
+    from client_distiller.cli import main as client
+    from demo_world import assets
+
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    adip = [
+        r
+        for r in records
+        if r["algorithm"] == "adip" and r["target"] == target and str(r["seed"]) == seed
+    ]
+    if not adip:
+        print("no ADiP run in the results: nothing to export", file=sys.stderr)
+        return 1
+    checkpoint = Path(adip[-1]["checkpoint"])
+    model = out / "student-adip.onnx"
+    if not model.is_file() or model.stat().st_mtime < checkpoint.stat().st_mtime:
+        argv = ["export", "--checkpoint", str(checkpoint), "--out", str(model)]
+        print("\n$ client-distiller " + " ".join(argv), flush=True)
+        code = client(argv)
+        if code != 0:
+            return code
+    else:
+        print(f"\nreusing the export {model} (newer than its checkpoint)")
+    held_out = assets.ensure_demo_benchmark(progress=False) / target
+    # One image per class of the held-out style (never trained on), the last of each folder.
+    images = [max(c.glob("*.png")) for c in sorted(p for p in held_out.iterdir() if p.is_dir())]
+    print(
+        f"$ python -m student_runtime {model} <{len(images)} held-out {target} images> "
+        f"--top-k 3 --json   (in a fresh process that checks torch is never imported)",
+        flush=True,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", TORCH_FREE, str(model), *map(str, images), "--top-k", "3", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    if proc.returncode != 0:
+        print(proc.stderr.strip(), file=sys.stderr)
+        return proc.returncode
+    right = 0
+    for line in proc.stdout.splitlines():
+        row = json.loads(line)
+        truth = Path(row["path"]).parent.name
+        right += row["labels"][0] == truth
+        ranked = ", ".join(
+            f"{label} {p:.2f}" for label, p in zip(row["labels"], row["probabilities"], strict=True)
+        )
+        name = f"{target}/{truth}/{Path(row['path']).name}"
+        print(f"  {name:<24} true {truth:<7} predicted {ranked}")
+    print(f"  {right}/{len(images)} right; the runtime never imported torch (onnxruntime only)")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,11 +269,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"charged by this demo; {budget['used']:,} used of {budget['limit']:,} in total, "
             f"{budget['remaining']:,} remaining"
         )
-        print(
-            f"demo finished in {time.perf_counter() - t0:.0f} s; plots: "
-            f"{out / 'accuracy_per_domain.png'}, {out / 'accuracy_vs_queries.png'}"
-        )
-        return 0
     except KeyboardInterrupt:
         print(
             "\ninterrupted; the vendor is being stopped (paid answers stay cached)", file=sys.stderr
@@ -212,6 +276,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         vendor.stop()
+    # The vendor is no longer needed: the deployed student never queries it.
+    try:
+        code = deploy_adip(out, args.target_domain, args.seeds.split(",")[0].strip())
+    except KeyboardInterrupt:
+        print("\ninterrupted while exporting the student", file=sys.stderr)
+        return 130
+    print(
+        f"\ndemo finished in {time.perf_counter() - t0:.0f} s; plots: "
+        f"{out / 'accuracy_per_domain.png'}, {out / 'accuracy_vs_queries.png'}; deployable "
+        f"student: {out / 'student-adip.onnx'}"
+    )
+    return code
 
 
 if __name__ == "__main__":

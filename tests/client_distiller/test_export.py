@@ -9,7 +9,11 @@ the random-weight ``vl2v-tiny`` teacher in process) on a 36-image folder of real
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +39,33 @@ from tests.helpers.synthetic import write_domainbed
 from tests.student_runtime.torch_free import predict_torch_free, run_torch_free
 
 pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def export_all(jobs: Sequence[tuple[Path, str, Path]], *, parallel: int = 2) -> None:
+    """``client-distiller export`` for each (checkpoint, format, out), ``parallel`` processes at
+    a time: the ONNX exporter is single-threaded Python for tens of seconds per model."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    pending, running = list(jobs), []
+    while pending or running:
+        while pending and len(running) < parallel:
+            ckpt, fmt, out = pending.pop(0)
+            argv = ["export", "--checkpoint", str(ckpt), "--format", fmt, "--out", str(out)]
+            code = f"import sys; from client_distiller.cli import main; sys.exit(main({argv!r}))"
+            proc = subprocess.Popen(
+                [sys.executable, "-c", code],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            running.append((proc, argv))
+        proc, argv = running.pop(0)
+        output, _ = proc.communicate(timeout=1200)
+        assert proc.returncode == 0, (argv, output[-3000:])
+        assert "verified against the checkpoint" in output, output
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +93,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "adip-torchscript": root / "adip.torchscript.pt",
         "erm-torchscript": root / "erm.torchscript.pt",
     }
-    for key, path in exports.items():
-        name, fmt = key.split("-")
-        argv = ["export", "--checkpoint", str(ckpt[name]), "--format", fmt, "--out", str(path)]
-        assert main(argv) == 0, key
+    export_all(
+        [(ckpt[key.split("-")[0]], key.split("-")[1], path) for key, path in exports.items()]
+    )
     images = sorted(data.rglob("*.png"))
     return {"root": root, "data": data, "ckpt": ckpt, "exports": exports, "images": images,
             "records": records}  # fmt: skip
