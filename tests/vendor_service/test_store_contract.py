@@ -330,3 +330,30 @@ def test_the_rate_limiter_is_one_bucket_for_every_process(store_factory) -> None
     waits = [limiters[0].take("key_x", 10.0, 5) for _ in range(3)]  # the bucket is empty
     assert any(0 < w <= 0.1 + 1e-6 for w in waits), waits
     assert limiters[1].take("key_other", 10.0, 5) == 0  # buckets are per key
+
+
+def test_one_idempotency_key_sent_to_two_processes_at_once_is_charged_once(store_factory):
+    a, b = store_factory(), store_factory()
+    _, key = a.create_key("k", budget=1000)
+    barrier = threading.Barrier(16)
+    outcomes: list[ChargeOutcome] = []
+    lock = threading.Lock()
+
+    def send(i: int) -> None:
+        s = (a, b)[i % 2]
+        barrier.wait()
+        for j in range(5):  # five different keys, each raced by all 16 threads
+            out = _charge(s, key.id, 2, f"race-{i}-{j}", idem_key=f"same-{j}", body_sha256="x")
+            with lock:
+                outcomes.append(out)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert outcomes.count(ChargeOutcome.CHARGED) == 5
+    assert outcomes.count(ChargeOutcome.IN_FLIGHT) == 16 * 5 - 5
+    assert a.get_key(key.id).used == 10
+    charged = [e for e in b.usage(key.id, limit=1000).entries if e.status == "charged"]
+    assert sorted(e.idempotency_key for e in charged) == [f"same-{j}" for j in range(5)]
