@@ -57,8 +57,10 @@ def _measure(servers: list[VendorProcess], key: str, seconds: float, threads: in
         t.start()
     for t in pool:
         t.join(seconds + 60)
-    elapsed = max(accepted) - start
-    rate = (len(accepted) - BURST) / elapsed  # the bucket starts full: BURST free requests
+    # The bucket starts full at the first request: BURST answers at once, then the refill
+    # alone, from the first accepted request to the last.
+    elapsed = max(accepted) - min(accepted)
+    rate = (len(accepted) - BURST) / elapsed
     return {"accepted": len(accepted), "refused_429": refused, "seconds": round(elapsed, 2),
             "rate_per_s": round(rate, 3), "limit_per_s": RPS}  # fmt: skip
 
