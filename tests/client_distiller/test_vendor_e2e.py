@@ -247,3 +247,25 @@ def test_run_out_of_budget_says_what_is_left_and_how_to_go_on(vendor, data, tmp_
     assert "vendor budget exhausted for this key: 0 queries remain" in err
     assert "Top up the key" in err and "nothing already paid is paid again" in err
     assert vendor.usage(key)["budget"]["used"] == 20
+
+
+def test_the_openai_route_shares_the_native_cache(vendor, data, tmp_path, capsys) -> None:
+    probe = httpx.post(f"{vendor.base_url}/v1/embeddings", json={"model": "x", "input": "a"})
+    if probe.status_code in (404, 405):
+        pytest.skip("the vendor has no /v1/embeddings route yet")
+    key = vendor.create_key(10_000)
+    cache = tmp_path / "cache"
+    native = _args(vendor, key, data, cache, "--views", "1", "--no-progress")
+    assert main(["fetch", *native]) == 0
+    distinct = distinct_items(vendor.base_url, data, "sketch", 1)
+    assert vendor.usage(key)["budget"]["used"] == len(distinct)
+    capsys.readouterr()
+    openai = [a if a != vendor.base_url else vendor.base_url + "/v1" for a in native]
+    # The vendor's card (fingerprint included) comes with /v1/models: the same cache keys.
+    assert main(["fetch", "--api", "openai", *openai]) == 0
+    assert "done: sent 0 queries" in capsys.readouterr().out
+    # A fresh cache through the OpenAI route pays for each distinct item once, as natively.
+    fresh = [a if a != str(cache) else str(tmp_path / "fresh") for a in openai]
+    assert main(["fetch", "--api", "openai", *fresh]) == 0
+    assert vendor.usage(key)["budget"]["used"] == 2 * len(distinct)
+    assert cached_count(tmp_path / "fresh", distinct) == len(distinct)
