@@ -328,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result.rows.append(
             Row(
                 "s6",
-                "int8 static | dynamic vs fp32: size, speed b1/b32, accuracy change",
+                "int8 static; dynamic vs fp32: size, speed b1/b32, accuracy change",
                 f"static {s['size_mib']} MiB, {s['b1_speedup_vs_fp32']:.2f}x/"
                 f"{s['b32_speedup_vs_fp32']:.2f}x, "
                 + (
@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if trained
                     else "acc: needs --checkpoint"
                 )
-                + f" | dynamic {d['size_mib']} MiB, {d['b1_speedup_vs_fp32']:.2f}x/"
+                + f"; dynamic {d['size_mib']} MiB, {d['b1_speedup_vs_fp32']:.2f}x/"
                 f"{d['b32_speedup_vs_fp32']:.2f}x, "
                 + (f"{d['accuracy_change_points']:+.2f} pts" if trained else "acc: n/a")
                 + f" (fp32 {timing['ort-fp32']['size_mib']} MiB)",

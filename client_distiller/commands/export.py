@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
+from PIL import Image
 from pydantic import Field
 
 from client_distiller.commands.common import EXIT_OK, UserError
-from client_distiller.commands.options import CheckpointOptions
+from client_distiller.commands.options import SEVERAL, CheckpointOptions
 from client_distiller.export import (
     FP32_TOLERANCE,
     SUFFIXES,
     CheckpointPredictor,
     ExportError,
     ModelFileError,
+    compare_on_images,
     compare_on_random,
     export_student,
     load_checkpoint,
     metadata_of,
     open_predictor,
 )
+from student_runtime import UnreadableImageError, image_files, read_image
 
 
 class Export(CheckpointOptions):
@@ -44,6 +47,11 @@ class Export(CheckpointOptions):
         True,
         description="load the exported file back and compare its logits with the checkpoint's "
         "on random inputs at batch 1 and 3 (--no-verify: skip)",
+    )
+    verify_images: Annotated[list[Path], SEVERAL] = Field(
+        [],
+        description="also compare on these image files and folders (recursively): every image "
+        "at batch 64, every tenth one at batch 1 (several: --verify-images A B)",
     )
 
     def target(self) -> Path:
@@ -84,11 +92,34 @@ class Export(CheckpointOptions):
                 exported = open_predictor(out)
             except ModelFileError as exc:
                 raise UserError(f"the exported file does not load: {exc}") from exc
-            parity = compare_on_random(CheckpointPredictor(student), exported)
-            if not parity.within(FP32_TOLERANCE):
-                raise UserError(
-                    f"the exported file does not match the checkpoint: {parity.describe()} "
-                    f"(tolerance {FP32_TOLERANCE:.0e})"
+            reference = CheckpointPredictor(student)
+            checks = [("random inputs", compare_on_random(reference, exported))]
+            if self.verify_images:
+                images = self.read_verify_images()
+                checks.append(("images, batch 64", compare_on_images(reference, exported, images)))
+                checks.append(
+                    (
+                        "images, batch 1",
+                        compare_on_images(reference, exported, images[::10], batch_size=1),
+                    )
                 )
-            print(f"verified against the checkpoint: {parity.describe()}")
+            for what, parity in checks:
+                if not parity.within(FP32_TOLERANCE):
+                    raise UserError(
+                        f"the exported file does not match the checkpoint on {what}: "
+                        f"{parity.describe()} (tolerance {FP32_TOLERANCE:.0e})"
+                    )
+                print(f"verified against the checkpoint ({what}): {parity.describe()}")
         return EXIT_OK
+
+    def read_verify_images(self) -> list[Image.Image]:
+        """The readable images of ``--verify-images`` (unreadable ones are an error here)."""
+        images: list[Image.Image] = []
+        for path in image_files(self.verify_images):
+            try:
+                images.append(read_image(path))
+            except UnreadableImageError as exc:
+                raise UserError(str(exc)) from exc
+        if not images:
+            raise UserError("--verify-images: no image files found")
+        return images

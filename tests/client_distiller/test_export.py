@@ -304,11 +304,17 @@ def test_broken_model_files_are_one_error_line(tiny: dict, tmp_path: Path, capsy
 def test_export_defaults_and_refusals(tiny: dict, tmp_path: Path, capsys) -> None:
     ckpt = tmp_path / "distill.pt"
     shutil.copy(tiny["ckpt"]["adip"], ckpt)
-    assert main(["export", "--checkpoint", str(ckpt), "--format", "torchscript"]) == 0
+    argv = ["export", "--checkpoint", str(ckpt), "--format", "torchscript"]
+    assert main([*argv, "--verify-images", str(tiny["data"])]) == 0
     out = capsys.readouterr().out
     assert (tmp_path / "distill.torchscript.pt").is_file()
-    assert "verified against the checkpoint: max |logit diff|" in out
-    assert "top-1 identical on 4/4" in out
+    assert "verified against the checkpoint (random inputs): max |logit diff|" in out
+    assert "over 4 inputs, top-1 identical on 4/4" in out
+    assert "(images, batch 64): max |logit diff|" in out and "on 36/36" in out
+    assert "(images, batch 1): max |logit diff|" in out and "on 4/4" in out
+    (tmp_path / "bad.png").write_bytes(b"bad")
+    code = main([*argv, "--verify-images", str(tmp_path / "bad.png")])
+    assert code == 1 and "cannot read image" in capsys.readouterr().err
     assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary sibling
     code = main(["export", "--checkpoint", str(ckpt), "--out", str(ckpt)])
     assert code == 1 and "would overwrite the checkpoint" in capsys.readouterr().err
