@@ -54,6 +54,27 @@ SWEEP_VIEWS = ("1", "2", "8", "online")
 
 
 @dataclass(frozen=True)
+class Plan:
+    """Which algorithms, rates, seeds and styles a phase covers, in the order they run."""
+
+    trained: tuple[str, ...]
+    lrs: tuple[float, ...]
+    seeds: tuple[int, ...]
+    targets: tuple[str, ...]
+
+
+#: ``full``: the protocol as designed (about 130 runs, days of one 2-core machine).
+#: ``reduced``: what one working session affords, fixed before any distillation run finished:
+#: erm, kd and adip (no sd: its white-box teacher runs in every step), seed 0 only, rates
+#: {3e-4, 1e-3} (the two ERM held-out styles gridded first ranked 1e-3 first by source
+#: validation on both and 1e-4 never first), styles ordered so whole styles finish first.
+PLANS = {
+    "full": Plan(TRAINED, GRID_LRS, SEEDS, TARGETS),
+    "reduced": Plan(("erm", "kd", "adip"), (3e-4, 1e-3), (0,), ("cartoon", "painting", "sketch", "photo")),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Job:
     """One ``client-distiller run`` invocation: one algorithm, style, seed, rate and K."""
 
@@ -138,37 +159,52 @@ def _val(record: dict) -> float:
     return float(best[list(best)[-1]]) if best else float("nan")
 
 
-def grid_jobs() -> list[Job]:
+def grid_jobs(plan: Plan) -> list[Job]:
     jobs = [Job("zeroshot", t, 0, None) for t in TARGETS]
-    jobs += [Job(a, t, 0, lr) for a in TRAINED for t in TARGETS for lr in GRID_LRS]
+    jobs += [
+        Job(a, t, 0, lr)
+        for t in plan.targets
+        for lr in sorted(plan.lrs, reverse=True)
+        for a in plan.trained
+    ]
     return jobs
 
 
-def selection(root: Path) -> dict[tuple[str, str], float]:
+def selection(root: Path, plan: Plan, strict: bool = True) -> dict[tuple[str, str], float]:
     """Chosen learning rate per (algorithm, held-out style): best source validation, seed 0.
 
-    Ties go to the smaller rate. Raises if a grid run is missing.
+    Ties go to the smaller rate. A missing grid run raises when ``strict``; otherwise that
+    (algorithm, style) is left out (``report`` then says it was not run).
     """
     chosen = {}
-    for a in TRAINED:
+    for a in plan.trained:
         for t in TARGETS:
             scored = []
-            for lr in GRID_LRS:
+            for lr in plan.lrs:
                 rec = Job(a, t, 0, lr).record(root)
                 if rec is None:
-                    raise SystemExit(f"grid run {a} {t} lr {lr:g} is missing: run `grid` first")
+                    if strict:
+                        raise SystemExit(f"grid run {a} {t} lr {lr:g} is missing: run `grid` first")
+                    break
                 scored.append((_val(rec), -lr, lr))
-            chosen[(a, t)] = max(scored)[2]
+            else:
+                chosen[(a, t)] = max(scored)[2]
     return chosen
 
 
-def final_jobs(root: Path) -> list[Job]:
-    chosen = selection(root)
-    return [Job(a, t, s, chosen[(a, t)]) for a in TRAINED for t in TARGETS for s in SEEDS if s != 0]
+def final_jobs(root: Path, plan: Plan) -> list[Job]:
+    chosen = selection(root, plan)
+    return [
+        Job(a, t, s, chosen[(a, t)])
+        for a in plan.trained
+        for t in TARGETS
+        for s in plan.seeds
+        if s != 0
+    ]
 
 
-def sweep_jobs(root: Path) -> list[Job]:
-    chosen = selection(root)
+def sweep_jobs(root: Path, plan: Plan) -> list[Job]:
+    chosen = selection(root, plan)
     return [Job("adip", t, 0, chosen[("adip", t)], views=k) for t in TARGETS for k in SWEEP_VIEWS]
 
 
@@ -183,109 +219,165 @@ def _mean_se(values: Sequence[float]) -> tuple[float, float]:
 
 def _cell(values: Sequence[float]) -> str:
     if not values:
-        return "-"
+        return "not run"
     mean, se = _mean_se([100 * v for v in values])
     return f"{mean:.1f}" if math.isnan(se) else f"{mean:.1f} ± {se:.1f}"
 
 
-def report(root: Path, publish: Path) -> None:
-    """Write every run's record, the selection, the tables and the plots to ``publish``."""
+def every_run(root: Path) -> list[dict]:
+    """Every finished run under ``root`` (grid, final, sweep and any other), in name order."""
+    records = []
+    for path in sorted((root / "runs").glob("**/results.jsonl")):
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        if lines:
+            record = json.loads(lines[-1])
+            record["run"] = str(path.parent.relative_to(root / "runs"))
+            records.append(record)
+    return records
+
+
+def report(root: Path, publish: Path, plan: Plan) -> None:
+    """Write every run's record, the selection, the tables and the plots to ``publish``.
+
+    Works on a partial set of runs: a cell whose runs are missing says ``not run``, and the
+    header says how many of the plan's runs exist.
+    """
     publish.mkdir(parents=True, exist_ok=True)
-    chosen = selection(root)
-    grid = [j.record(root) for j in grid_jobs()]
-    finals = [Job(a, t, s, chosen[(a, t)]) for a in TRAINED for t in TARGETS for s in SEEDS]
-    table = [Job("zeroshot", t, 0, None).record(root) for t in TARGETS]
-    table += [j.record(root) for j in finals]
-    sweep = [j.record(root) for j in sweep_jobs(root)]
-    missing = [r for r in table if r is None]
-    if missing:
-        raise SystemExit("final runs missing: run `final` first")
-    for name, rows in (("grid", grid), ("results", table), ("sweep", sweep)):
-        with (publish / f"{name}.jsonl").open("w") as f:
-            for r in rows:
-                if r is not None:
-                    f.write(json.dumps(r, sort_keys=True) + "\n")
+    chosen = selection(root, plan, strict=False)
+    finals = [
+        Job(a, t, s, chosen[(a, t)])
+        for a in plan.trained
+        for t in TARGETS
+        for s in plan.seeds
+        if (a, t) in chosen
+    ]
+    table = [r for r in (Job("zeroshot", t, 0, None).record(root) for t in TARGETS) if r]
+    table += [r for r in (j.record(root) for j in finals) if r]
+    sweep = [r for r in (j.record(root) for j in _sweep_candidates(chosen)) if r]
+    runs = every_run(root)
+    with (publish / "runs.jsonl").open("w") as f:
+        for r in runs:
+            f.write(json.dumps(r, sort_keys=True) + "\n")
     (publish / "selection.json").write_text(
         json.dumps({f"{a}/{t}": lr for (a, t), lr in sorted(chosen.items())}, indent=2) + "\n"
     )
-
+    planned = len(grid_jobs(plan)) + len(plan.trained) * len(TARGETS) * (len(plan.seeds) - 1)
+    done_grid = sum(j.record(root) is not None for j in grid_jobs(plan))
+    seeds = "seed 0" if plan.seeds == (0,) else f"seeds {', '.join(map(str, plan.seeds))}"
     lines = [
         "# Leave-one-domain-out on the demo world (teacher v3)",
         "",
         (
             f"Protocol: {STEPS} steps per stage (Align {ALIGN_STEPS} at lr {ALIGN_LR:g}), "
-        f"{BATCH} images per source style per step, K = {VIEWS} teacher views, frozen "
-        f"BatchNorm, source validation every {EVAL_EVERY} steps keeping the best checkpoint; "
-        f"learning rate per (algorithm, held-out style) chosen from {list(GRID_LRS)} by the "
-        "best source-validation accuracy of seed 0 (never the held-out style); seeds 0-2 at "
-        "the chosen rate. Cells: mean ± standard error over the 3 seeds (zeroshot: one "
-            "deterministic value, no error bar)."
+            f"{BATCH} images per source style per step, K = {VIEWS} teacher views, frozen "
+            f"BatchNorm, source validation every {EVAL_EVERY} steps keeping the best checkpoint; "
+            f"learning rate per (algorithm, held-out style) chosen from {list(plan.lrs)} by the "
+            f"best source-validation accuracy of seed 0 (never the held-out style); {seeds} at "
+            "the chosen rate. Cells with several seeds: mean ± standard error; one seed: its "
+            "value (zeroshot is deterministic)."
+        ),
+        "",
+        (
+            f"Runs: {done_grid} of the plan's {len(grid_jobs(plan))} grid runs finished "
+            f"({planned} planned in all); {len(runs)} runs published in runs.jsonl. "
+            "`not run`: the grid of that cell did not finish."
         ),
         "",
         "## OOD accuracy (held-out style's in-split, %)", "",
-        *_table(table, "ood_acc"), "",
+        *_table(table, "ood_acc", plan), "",
         "## ID accuracy (source styles' out-splits, %)", "",
-        *_table(table, "id_acc"), "",
-        "## Per-seed differences (OOD, points; mean ± SE over seeds of the 4-style average)", "",
-        *_differences(table), "",
+        *_table(table, "id_acc", plan), "",
+        "## Per-seed differences (OOD, points)", "",
+        *_differences(table, plan), "",
         "## Chosen learning rates (source validation, seed 0)", "",
         "| algorithm | " + " | ".join(TARGETS) + " |", "|---|" + "---|" * len(TARGETS),
-        *[f"| {a} | " + " | ".join(f"{chosen[(a, t)]:g}" for t in TARGETS) + " |"
-          for a in TRAINED], "",
-        "## Every grid run (seed 0): source validation / OOD", "",
+        *[f"| {a} | " + " | ".join(
+            f"{chosen[(a, t)]:g}" if (a, t) in chosen else "not run" for t in TARGETS) + " |"
+          for a in plan.trained], "",
+        "## Every seed-0 run: source validation / OOD (%)", "",
         "| algorithm | lr | " + " | ".join(TARGETS) + " |", "|---|---|" + "---|" * len(TARGETS),
     ]  # fmt: skip
-    for a in TRAINED:
-        for lr in GRID_LRS:
+    lrs = sorted({r["hp"]["lr"] for r in runs if r["algorithm"] != "zeroshot"})
+    for a in plan.trained:
+        for lr in lrs:
             cells = []
             for t in TARGETS:
                 r = Job(a, t, 0, lr).record(root)
-                mark = " (chosen)" if chosen[(a, t)] == lr else ""
+                if r is None:
+                    cells.append("-")
+                    continue
+                mark = " (chosen)" if chosen.get((a, t)) == lr else ""
                 cells.append(f"{100 * _val(r):.1f} / {100 * r['ood_acc']:.1f}{mark}")
-            lines.append(f"| {a} | {lr:g} | " + " | ".join(cells) + " |")
-    if all(r is not None for r in sweep):
+            if any(c != "-" for c in cells):
+                lines.append(f"| {a} | {lr:g} | " + " | ".join(cells) + " |")
+    if sweep:
         lines += [
             "",
             "## ADiP against teacher queries (seed 0, chosen rates)",
             "",
-            *_sweep_table(
-                sweep + [j.record(root) for j in finals if j.algorithm == "adip" and j.seed == 0]
-            ),
+            *_sweep_table(sweep + [r for r in table if r["algorithm"] == "adip" and not r["seed"]]),
         ]
     (publish / "tables.md").write_text("\n".join(lines) + "\n")
-    _plots(table, sweep, root, finals, publish)
+    _plots(table, sweep, publish, plan)
     print((publish / "tables.md").read_text())
 
 
-def _table(records: list[dict], metric: str) -> list[str]:
+def _sweep_candidates(chosen: dict[tuple[str, str], float]) -> list[Job]:
+    return [
+        Job("adip", t, 0, chosen[("adip", t)], views=k)
+        for t in TARGETS
+        for k in SWEEP_VIEWS
+        if ("adip", t) in chosen
+    ]
+
+
+def _table(records: list[dict], metric: str, plan: Plan) -> list[str]:
     out = [
         "| algorithm | " + " | ".join(TARGETS) + " | Avg |",
         "|---|" + "---|" * (len(TARGETS) + 1),
     ]
-    for a in ("zeroshot", *TRAINED):
+    for a in ("zeroshot", *plan.trained):
         rs = [r for r in records if r["algorithm"] == a]
         cells = [_cell([r[metric] for r in rs if r["target"] == t]) for t in TARGETS]
-        seeds = sorted({r["seed"] for r in rs})
-        avg = [sum(r[metric] for r in rs if r["seed"] == s) / len(TARGETS) for s in seeds]
+        avg = []
+        for s in sorted({r["seed"] for r in rs}):
+            per = [r[metric] for r in rs if r["seed"] == s]
+            if len(per) == len(TARGETS):  # an average over all four styles only
+                avg.append(sum(per) / len(TARGETS))
         out.append(f"| {a} | " + " | ".join(cells) + f" | {_cell(avg)} |")
     return out
 
 
-def _differences(records: list[dict]) -> list[str]:
+def _differences(records: list[dict], plan: Plan) -> list[str]:
     by = {(r["algorithm"], r["target"], r["seed"]): r["ood_acc"] for r in records}
     out = [
         "| difference | " + " | ".join(TARGETS) + " | Avg | seeds with a gain (Avg) |",
         "|---|" + "---|" * (len(TARGETS) + 2),
     ]
     for other in ("erm", "kd"):
-        per = {t: [100 * (by[("adip", t, s)] - by[(other, t, s)]) for s in SEEDS] for t in TARGETS}
-        avg = [sum(per[t][i] for t in TARGETS) / len(TARGETS) for i in range(len(SEEDS))]
+        per = {
+            t: [
+                100 * (by[("adip", t, s)] - by[(other, t, s)])
+                for s in plan.seeds
+                if ("adip", t, s) in by and (other, t, s) in by
+            ]
+            for t in TARGETS
+        }
+        full = [s for s in plan.seeds if all(("adip", t, s) in by and (other, t, s) in by
+                                            for t in TARGETS)]  # fmt: skip
+        avg = [
+            sum(100 * (by[("adip", t, s)] - by[(other, t, s)]) for t in TARGETS) / len(TARGETS)
+            for s in full
+        ]
         cells = []
         for vals in [*per.values(), avg]:
+            if not vals:
+                cells.append("not run")
+                continue
             m, se = _mean_se(vals)
-            cells.append(f"{m:+.1f} ± {se:.1f}")
-        wins = sum(v > 0 for v in avg)
-        out.append(f"| adip - {other} | " + " | ".join(cells) + f" | {wins} of {len(SEEDS)} |")
+            cells.append(f"{m:+.1f}" if math.isnan(se) else f"{m:+.1f} ± {se:.1f}")
+        wins = f"{sum(v > 0 for v in avg)} of {len(avg)}" if avg else "-"
+        out.append(f"| adip - {other} | " + " | ".join(cells) + f" | {wins} |")
     return out
 
 
@@ -301,56 +393,56 @@ def _sweep_table(records: list[dict]) -> list[str]:
     return out
 
 
-def _plots(
-    table: list[dict], sweep: list[dict], root: Path, finals: list[Job], publish: Path
-) -> None:
+def _plots(table: list[dict], sweep: list[dict], publish: Path, plan: Plan) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    algos = ("zeroshot", *TRAINED)
+    algos = ("zeroshot", *plan.trained)
     fig, ax = plt.subplots(figsize=(9, 4.2), layout="constrained")
     width = 0.8 / len(algos)
     for i, a in enumerate(algos):
-        means, errs = [], []
-        for t in TARGETS:
+        xs, means, errs = [], [], []
+        for j, t in enumerate(TARGETS):
             vals = [100 * r["ood_acc"] for r in table if r["algorithm"] == a and r["target"] == t]
+            if not vals:
+                continue  # not run: no bar (the table says so)
             m, se = _mean_se(vals)
+            xs.append(j + (i - (len(algos) - 1) / 2) * width)
             means.append(m)
             errs.append(0 if math.isnan(se) else se)
-        xs = [j + (i - (len(algos) - 1) / 2) * width for j in range(len(TARGETS))]
-        ax.bar(xs, means, width, yerr=errs, capsize=2, label=a)
+        ax.bar(xs, means, width, yerr=errs if any(errs) else None, capsize=2, label=a)
     ax.set_xticks(range(len(TARGETS)), TARGETS)
     ax.set_xlabel("held-out style")
     ax.set_ylabel("OOD accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_title("Leave-one-style-out on the demo world (mean ± SE over 3 seeds)")
+    seeds = "seed 0" if plan.seeds == (0,) else f"mean ± SE over {len(plan.seeds)} seeds"
+    ax.set_title(f"Leave-one-style-out on the demo world ({seeds}; missing bar: not run)")
     ax.legend(ncols=len(algos), loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
     fig.savefig(publish / "ood_per_style.png", dpi=120)
     plt.close(fig)
 
-    rows = [r for r in sweep if r is not None]
-    rows += [j.record(root) for j in finals if j.algorithm == "adip" and j.seed == 0]
-    if len(rows) > len(TARGETS):
+    rows = sweep + [r for r in table if r["algorithm"] == "adip" and not r["seed"]]
+    if sweep:
         fig, ax = plt.subplots(figsize=(6.5, 4.2), layout="constrained")
         order = {"1": 0, "2": 1, "4": 2, "8": 3, "online": 4}
         ks = sorted({str(r["views"]) for r in rows}, key=order.get)
-        q = [
-            sum(r["queries_used"] for r in rows if str(r["views"]) == k) / len(TARGETS) for k in ks
-        ]
-        acc = [
-            100 * sum(r["ood_acc"] for r in rows if str(r["views"]) == k) / len(TARGETS) for k in ks
-        ]
+        q = [_mean([r["queries_used"] for r in rows if str(r["views"]) == k]) for k in ks]
+        acc = [100 * _mean([r["ood_acc"] for r in rows if str(r["views"]) == k]) for k in ks]
         ax.plot(q, acc, "o-")
         for k, x, y in zip(ks, q, acc, strict=True):
             ax.annotate(f"K={k}", (x, y), textcoords="offset points", xytext=(4, 4))
         ax.set_xscale("log")
         ax.set_xlabel("teacher queries per held-out style (log)")
-        ax.set_ylabel("ADiP OOD accuracy, mean of 4 styles (%)")
+        ax.set_ylabel("ADiP OOD accuracy, mean over styles run (%)")
         ax.set_title("Accuracy against queries (seed 0)")
         fig.savefig(publish / "accuracy_vs_queries.png", dpi=120)
         plt.close(fig)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -371,20 +463,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where `report` writes (default docs/results/lodo-v3)",
     )
     p.add_argument("--workers", type=int, default=1, help="runs at once (one core each)")
+    p.add_argument(
+        "--plan", choices=sorted(PLANS), default="full", help="which runs (default full)"
+    )
     p.add_argument("--teacher-model", default="vl2v-demo-v3")
     p.add_argument(
         "--teacher", type=Path, default=REPO / "demo_world" / "weights" / "demo_teacher_v3.pt"
     )
     args = p.parse_args(argv)
     root = args.root.resolve()
+    plan = PLANS[args.plan]
     if args.phase in ("grid", "all"):
-        run_jobs(grid_jobs(), root, args)
+        run_jobs(grid_jobs(plan), root, args)
     if args.phase in ("final", "all"):
-        run_jobs(final_jobs(root), root, args)
+        run_jobs(final_jobs(root, plan), root, args)
     if args.phase in ("sweep", "all"):
-        run_jobs(sweep_jobs(root), root, args)
+        run_jobs(sweep_jobs(root, plan), root, args)
     if args.phase in ("report", "all"):
-        report(root, args.publish)
+        report(root, args.publish, plan)
     return 0
 
 
