@@ -14,13 +14,14 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from vendor_service import dashboard
+from vendor_service.deps import Authenticator
 from vendor_service.docs_assets import install_offline_docs
 from vendor_service.errors import install_error_handlers
 from vendor_service.inference.batcher import Batcher
 from vendor_service.inference.loading import LoadedModel, load_model
 from vendor_service.metering import Store, open_store
 from vendor_service.metrics import Metrics
-from vendor_service.middleware import VendorMiddleware
+from vendor_service.middleware import RouteTable, VendorMiddleware, install_access_log_filter
 from vendor_service.ratelimit import TokenBuckets
 from vendor_service.routes import admin, embeddings, health, models, usage
 from vendor_service.settings import OwnerSettings, VendorSettings
@@ -95,6 +96,8 @@ def create_app(
     app.state.rate_limits = TokenBuckets()
     # The owner id of this app's process: its in-flight charges are tagged with it.
     app.state.instance_id = "own_" + uuid.uuid4().hex
+    app.state.authenticator = Authenticator(settings, metrics)
+    app.state.route_table = RouteTable(app)
     install_error_handlers(app)
     for module in (embeddings, models, usage, admin, health):
         app.include_router(module.router)
@@ -102,9 +105,13 @@ def create_app(
     install_offline_docs(app)
     app.add_middleware(
         VendorMiddleware,
-        max_request_bytes=settings.limits.max_request_bytes,
+        settings=settings,
         metrics=metrics,
+        authenticator=app.state.authenticator,
+        routes=app.state.route_table,
+        embedding_paths=embeddings.PATHS,
     )
+    install_access_log_filter()
     return app
 
 

@@ -114,7 +114,7 @@ class Serve(VendorOptions):
 
     def run(self) -> int:
         """Check, recover stale charges, then serve until stopped; returns the exit code."""
-        from vendor_service.inference.loading import ModelUnavailable
+        from vendor_service.inference.loading import ModelUnavailable, ensure_model_weights
 
         settings = self.settings()
         if settings.admin_token is None or not settings.admin_token.get_secret_value():
@@ -125,6 +125,8 @@ class Serve(VendorOptions):
             return 2
         try:
             settings = prepare_serve(settings)
+            # pretrained weights: from the cache, else downloaded once here (not per worker)
+            ensure_model_weights(settings.model)
         except ModelUnavailable as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -187,6 +189,9 @@ class Serve(VendorOptions):
             log_level=settings.log_level,
             access_log=settings.access_log,
             timeout_graceful_shutdown=10,
+            # httptools plus header/body deadlines, a header size cap and JSON error answers
+            http="vendor_service.http_protocol:VendorHttpProtocol",
+            timeout_keep_alive=settings.http.idle_timeout_s,  # type: ignore[arg-type]
         )
         return 0
 

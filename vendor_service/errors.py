@@ -6,7 +6,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from shared_schemas import ErrorBody, ErrorResponse
 
@@ -55,7 +54,8 @@ def _request_id(request: Request) -> str | None:
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error FastAPI/Starlette can raise onto the one error shape."""
 
-    from vendor_service.meter import Replayed  # the meter builds on ApiError: import late
+    # the meter builds on ApiError: import late
+    from vendor_service.meter import ClientDisconnected, Replayed
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -64,6 +64,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Replayed)
     async def _replayed(request: Request, exc: Replayed) -> Response:
         return exc.response
+
+    @app.exception_handler(ClientDisconnected)
+    async def _gone(request: Request, exc: ClientDisconnected) -> Response:
+        # Nobody reads this answer; 499 (nginx's "client closed request") labels the metrics.
+        return Response(status_code=499)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -84,10 +89,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method any route serves at this path (Starlette lists only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(methods))
+    """Every method any route serves at this path (Starlette lists only the first route's,
+    and FastAPI's included routers are not in the app's route list at all)."""
+    allow: str = request.app.state.route_table.allow(request.scope["path"])
+    return allow

@@ -5,6 +5,7 @@ asks it for a :class:`Charge` and uses that as an async context manager::
 
     charge = meter.charge(TEXTS, body, len(body.texts), idempotency_key)
     await charge.check_idempotency_key()   # a finished retry is answered here, for free
+    await charge.check_budget()            # 402 before decoding what cannot be charged
     inputs = ...                           # decode / tokenize: invalid input charges nothing
     async with charge:                     # charged all-or-nothing on entry
         vectors = ...
@@ -27,6 +28,19 @@ from shared_schemas import BudgetPublic, EmbeddingEndpoint, EmbeddingResponse
 from vendor_service.errors import ApiError
 from vendor_service.metering import ChargeOutcome, ChargeResult, Store
 from vendor_service.metrics import Metrics
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its answer was stored: the charge is refunded.
+
+    A request becomes billable when its answer is stored (:meth:`Charge.complete`); until then
+    a disconnect refunds it (and drops its job if the model has not taken it yet). After that,
+    the stored answer is what an ``Idempotency-Key`` retry gets, free.
+    """
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"client disconnected ({stage})")
+        self.stage = stage
 
 
 class Replayed(Exception):
@@ -130,6 +144,24 @@ class Charge:
             raise _replay(seen)
         raise refusal(seen, self.queries)
 
+    async def check_budget(self) -> None:
+        """Cheap refusal before the inputs are decoded: the key's budget against the item count.
+
+        Read from the store (not a cache), so a top-up is seen at once; the charge itself
+        re-checks atomically, this only saves decoding a request that cannot be charged.
+
+        Raises:
+            ApiError: 401 for a revoked or deleted key, 402 when the items do not fit.
+        """
+        m = self._meter
+        key = await run_in_threadpool(m.store.get_key, m.key_id)
+        if key is None or key.revoked:
+            raise ApiError(401, "invalid_key", "unknown or revoked API key")
+        if key.used + self.queries > key.limit:
+            raise refusal(
+                ChargeResult(ChargeOutcome.INSUFFICIENT, key.limit, key.used), self.queries
+            )
+
     async def __aenter__(self) -> Charge:  # noqa: PYI034
         """Charge all-or-nothing (one atomic conditional update); the store re-checks the key."""
         m = self._meter
@@ -171,12 +203,19 @@ class Charge:
     ) -> None:
         if self._completed:
             return
-        # The client gets no embeddings, so it pays nothing. A blocking call on purpose: it
-        # must run even while this task is being cancelled.
+        # The client gets no embeddings, so it pays nothing.
         m = self._meter
-        m.store.refund(m.key_id, m.request_id)
+        if isinstance(exc, Exception):
+            await run_in_threadpool(m.store.refund, m.key_id, m.request_id)
+        else:
+            # Cancellation or shutdown: a blocking call on purpose, it must run even while
+            # this task is being cancelled (an await could be cancelled again).
+            m.store.refund(m.key_id, m.request_id)
         if exc is None:
             raise RuntimeError("a charge was left without complete(); it was refunded")
+        if isinstance(exc, ClientDisconnected):
+            m.metrics.abandoned.labels(exc.stage).inc()
+            return  # propagates as it is: nobody is left to answer
         if isinstance(exc, Exception):
             raise ApiError(
                 500, "inference_failed", "inference failed; nothing was charged"

@@ -23,7 +23,8 @@ def multiprocess_dir() -> str | None:
 
 
 class Metrics:
-    """The vendor's metrics: requests, queries charged, batch sizes, latency, queue depth."""
+    """The vendor's metrics: requests, queries charged, batch sizes, latency, queue depth,
+    abandoned requests and throttling."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -50,6 +51,20 @@ class Metrics:
             "vendor_request_latency_seconds",
             "Request latency by route.",
             ["route"],
+            registry=self.registry,
+        )
+        self.abandoned = Counter(
+            "vendor_abandoned_requests_total",
+            "Charged requests whose client went away before the answer; refunded. stage: "
+            "queued (dropped before the model ran) or running (the model's answer discarded).",
+            ["stage"],
+            registry=self.registry,
+        )
+        self.throttled = Counter(
+            "vendor_throttled_total",
+            "Requests refused with 429 before any work, by reason (rate_limit, failed_auth, "
+            "usage).",
+            ["reason"],
             registry=self.registry,
         )
         self.queue_depth = Gauge(

@@ -69,6 +69,12 @@ class LimitSettings(BaseModel):
     max_image_pixels: int = Field(
         4096 * 4096, ge=1, description="width*height above this is refused before decoding."
     )
+    # The model's resize scales the short side to its input size, so a 1 x 1,000,000 PNG (4 KB
+    # on the wire, 1 Mpx) would become 224 x 224,000,000 pixels: the aspect ratio bounds the
+    # size after the resize, which width*height alone does not.
+    max_aspect_ratio: float = Field(
+        8.0, ge=1, description="Long side / short side above this is refused before decoding."
+    )
 
 
 class BatchSettings(BaseModel):
@@ -93,6 +99,31 @@ class RateLimitSettings(BaseModel):
 
     rps: float = Field(50.0, gt=0, description="Default per-key requests per second.")
     burst: int = Field(100, ge=1, description="Default per-key burst (bucket size).")
+    failed_auth_rps: float = Field(
+        5.0, gt=0, description="Failed authentications per second per client address."
+    )
+    failed_auth_burst: int = Field(
+        50, ge=1, description="Failed authentications per client address before throttling."
+    )
+    usage_rps: float = Field(20.0, gt=0, description="GET /v1/usage requests per second per key.")
+    usage_burst: int = Field(100, ge=1, description="GET /v1/usage burst per key.")
+
+
+class HttpSettings(BaseModel):
+    """Connection limits: slow, idle or oversized clients cannot hold the server open."""
+
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A request line and its headers must arrive within this (408)."
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="A request body must arrive within this of its headers (408)."
+    )
+    idle_timeout_s: float = Field(
+        5.0, gt=0, description="Connections without a request in progress close after this."
+    )
+    max_header_bytes: int = Field(
+        32 * 1024, ge=1024, description="Request line plus headers above this are refused (431)."
+    )
 
 
 class OwnerSettings(BaseModel):
@@ -117,7 +148,6 @@ class StoreSettings(BaseSettings):
     data_dir: Path = Field(
         Path("vendor-data"), description="Holds ledger.sqlite3 (and the metrics of workers)."
     )
-
     database_url: str | None = Field(
         None,
         description="postgresql://user@host:port/db: the ledger in PostgreSQL, shared by "
@@ -150,6 +180,11 @@ class VendorOptions(StoreSettings):
     batch: BatchSettings = BatchSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     owners: OwnerSettings = OwnerSettings()
+    http: HttpSettings = HttpSettings()
+
+
+#: Never handed down in the settings JSON: workers read them from their own environment.
+_SECRETS = {"admin_token", "metrics_token"}
 
 
 class VendorSettings(VendorOptions):
@@ -164,16 +199,21 @@ class VendorSettings(VendorOptions):
         description="Set by `serve` per start: the server its worker processes (the "
         "owners of their in-flight charges) belong to.",
     )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token /metrics requires (env VENDOR_METRICS_TOKEN only); unset: "
+        "/metrics is open, as Prometheus scrapes it by default.",
+    )
 
     def to_env(self) -> str:
-        """These settings as the JSON that :meth:`from_env` reads, without the admin token."""
-        return self.model_dump_json(include=set(VendorSettings.model_fields) - {"admin_token"})
+        """These settings as the JSON that :meth:`from_env` reads, without the secrets."""
+        return self.model_dump_json(include=set(VendorSettings.model_fields) - _SECRETS)
 
     @classmethod
     def from_env(cls) -> VendorSettings:
         """The settings ``serve`` handed down (``SETTINGS_ENV``), else from ``VENDOR_*`` vars.
 
-        The admin token always comes from ``VENDOR_ADMIN_TOKEN``.
+        The secrets always come from ``VENDOR_ADMIN_TOKEN`` and ``VENDOR_METRICS_TOKEN``.
         """
         raw = os.environ.get(SETTINGS_ENV)
         if not raw:

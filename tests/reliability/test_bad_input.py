@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import struct
 import zlib
 from dataclasses import dataclass
@@ -355,3 +356,104 @@ def test_bad_input_summary(level: Level) -> None:
     }
     write_figures("bad-input", level, figures)
     assert figures["http_5xx"] == 0 and figures["charged_by_refusals"] == 0
+
+
+# -- free work before the charge ---------------------------------------------------------------
+#
+# A key with budget 0 sends input that is expensive to decode, resize or tokenize. It must get
+# its 402 before any of that work (the budget is checked against the item count first), and a
+# key that can pay must get a 4xx for an image whose size after the model's resize is absurd.
+# Time and the server's peak RSS (VmHWM of its one process) are measured per case.
+
+
+def _strip_png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("1", (width, height), 0).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _random_texts(n: int, chars: int) -> list[str]:
+    import random
+    import string
+
+    rng = random.Random(0)
+    return ["".join(rng.choice(string.ascii_letters) for _ in range(chars)) for _ in range(n)]
+
+
+FREE_WORK = [
+    # (case, budget, path, body, status, code)
+    ("tall thin PNG 1x1,000,000, budget 0", 0, IMG, "STRIP", 402, "budget_exceeded"),
+    ("64 random 2000-letter texts, budget 0", 0, TXT, "TEXTS", 402, "budget_exceeded"),
+    ("tall thin PNG 1x1,000,000, budget 10", 10, IMG, "STRIP", 413, "image_too_large"),
+]
+
+
+@pytest.fixture(scope="module")
+def lone_vendor(tmp_path_factory: pytest.TempPathFactory):
+    """A 1-worker vendor: its one process is the server whose RSS is measured."""
+    from tests.helpers.vendor_process import start_vendor
+
+    vendor = start_vendor(tmp_path_factory.mktemp("free-work"))
+    yield vendor
+    vendor.stop()
+
+
+def _hwm_kb(pid: int) -> int:
+    from pathlib import Path
+
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+FREE_RESULTS: dict[str, dict[str, Any]] = {}
+
+
+@pytest.mark.parametrize(
+    ("case", "budget", "path", "body", "status", "code"), FREE_WORK, ids=[c[0] for c in FREE_WORK]
+)
+@pytest.mark.parametrize("level", LEVELS)
+def test_no_free_work_before_the_charge(
+    lone_vendor: VendorProcess,
+    level: Level,
+    case: str,
+    budget: int,
+    path: str,
+    body: str,
+    status: int,
+    code: str,
+) -> None:
+    import time
+
+    key = lone_vendor.create_key(budget, name="free-work")
+    payload = (
+        {"images": [b64(_strip_png(1, 1_000_000))]}
+        if body == "STRIP"
+        else {"texts": _random_texts(64, 2000)}
+    )
+    assert lone_vendor.proc is not None
+    hwm_before = _hwm_kb(lone_vendor.proc.pid)
+    started = time.perf_counter()
+    resp = httpx.post(lone_vendor.base_url + path, json=payload, headers=auth(key), timeout=600)
+    seconds = time.perf_counter() - started
+    grown_mb = (_hwm_kb(lone_vendor.proc.pid) - hwm_before) / 1024
+    FREE_RESULTS[case] = {
+        "status": resp.status_code,
+        "seconds": round(seconds, 2),
+        "peak_rss_growth_mb": round(grown_mb, 1),
+        "wire_bytes": len(json.dumps(payload)),
+    }
+    assert resp.status_code == status, resp.text[:300]
+    assert resp.json()["error"]["code"] == code
+    assert seconds < 3.0, f"{case}: {seconds:.1f} s"
+    assert grown_mb < 100, f"{case}: peak RSS grew {grown_mb:.0f} MB"
+    assert lone_vendor.usage(key)["budget"]["used"] == 0
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_free_work_summary(level: Level) -> None:
+    """Write the free-work figures (runs after the cases above, in file order)."""
+    if not FREE_RESULTS:
+        pytest.skip("no free-work case ran in this session")
+    write_figures("free-work", level, {"table": dict(FREE_RESULTS)})

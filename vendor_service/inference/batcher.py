@@ -3,6 +3,7 @@
 Routes enqueue already-preprocessed tensors and await a future; the worker takes jobs of one
 kind (images or texts) until it has ``max_batch`` items or ``max_wait_ms`` has passed since the
 first job arrived, runs the model once per ``max_batch`` chunk, and resolves each job's future.
+A job cancelled while it waits (its client went away) is dropped before the model runs.
 Jobs already queued are taken without waiting; an empty queue waits (up to the deadline) only
 while traffic is concurrent, i.e. the previous batch held more than one job: a lone client
 would otherwise pay ``max_wait_ms`` on every request for a batch that never fills. With
@@ -152,6 +153,11 @@ class Batcher:
             self._execute(first.kind, jobs)
 
     def _execute(self, kind: EmbeddingEndpoint, jobs: list[Job]) -> None:
+        # A job whose request was abandoned while it queued (its future cancelled) is dropped
+        # here; the others are marked running, so from now on they can no longer be cancelled.
+        jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+        if not jobs:
+            return
         try:
             if self.debug_delay_s:
                 time.sleep(self.debug_delay_s)
@@ -177,12 +183,12 @@ class Batcher:
             start += job.size
             if job.normalize:
                 out = torch.nn.functional.normalize(out, dim=-1)
-            if not job.future.cancelled():
-                job.future.set_result(out.numpy().astype("<f4", copy=True))
+            job.future.set_result(out.numpy().astype("<f4", copy=True))
 
     def _fail_remaining(self) -> None:
         while True:
             job = self._next(0)
             if job is None:
                 return
-            job.future.set_exception(RuntimeError("inference worker stopped"))
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(RuntimeError("inference worker stopped"))

@@ -29,8 +29,15 @@ class InputError(ValueError):
         self.message = message
 
 
-def decode_image(data: str, index: int, max_pixels: int) -> Image.Image:
-    """Decode one base64 PNG/JPEG into an RGB image, refusing bombs before decoding pixels."""
+def decode_image(
+    data: str, index: int, max_pixels: int, max_aspect_ratio: float = float("inf")
+) -> Image.Image:
+    """Decode one base64 PNG/JPEG into an RGB image, refusing bombs before decoding pixels.
+
+    Both bounds are read from the header: ``width * height`` bounds the decoded pixels, the
+    aspect ratio bounds the image after the model's resize (its short side becomes the model's
+    input size, so a 1 x 1,000,000 strip would grow to gigabytes).
+    """
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
@@ -53,6 +60,13 @@ def decode_image(data: str, index: int, max_pixels: int) -> Image.Image:
                     "image_too_large",
                     f"images[{index}] is {width}x{height}; at most {max_pixels} pixels",
                 )
+            if max(width, height) > max_aspect_ratio * min(width, height):
+                raise InputError(
+                    413,
+                    "image_too_large",
+                    f"images[{index}] is {width}x{height}: its aspect ratio exceeds "
+                    f"{max_aspect_ratio:g}:1, too large once resized to the model's input",
+                )
             img.load()
             return img.convert("RGB")
     except InputError:
@@ -68,10 +82,15 @@ def decode_image(data: str, index: int, max_pixels: int) -> Image.Image:
 
 
 def images_to_tensor(
-    images: list[str], preprocess: Callable[[Any], torch.Tensor], max_pixels: int
+    images: list[str],
+    preprocess: Callable[[Any], torch.Tensor],
+    max_pixels: int,
+    max_aspect_ratio: float = float("inf"),
 ) -> torch.Tensor:
     """Decode, validate and preprocess every image; [n, 3, H, W]."""
-    return torch.stack([preprocess(decode_image(d, i, max_pixels)) for i, d in enumerate(images)])
+    return torch.stack(
+        [preprocess(decode_image(d, i, max_pixels, max_aspect_ratio)) for i, d in enumerate(images)]
+    )
 
 
 def texts_to_tensor(

@@ -15,7 +15,7 @@ from shared_schemas import (
     KeyTopUpRequest,
     UsageResponse,
 )
-from vendor_service.deps import AdminDep, SettingsDep, StoreDep
+from vendor_service.deps import AdminDep, AuthenticatorDep, SettingsDep, StoreDep
 from vendor_service.errors import ApiError
 from vendor_service.metering import KeyRecord
 from vendor_service.routes.usage import CursorQuery, LimitQuery, read_usage
@@ -24,8 +24,9 @@ from vendor_service.settings import VendorSettings
 router = APIRouter(
     prefix="/v1/admin",
     tags=["admin"],
-    # 400: a body that is not JSON; 413: a body over the size limit (both before validation).
-    responses={s: {"model": ErrorResponse} for s in (400, 401, 403, 404, 413)},
+    # 400: a body that is not JSON; 413: a body over the size limit (both before validation);
+    # 429: an address that keeps sending wrong tokens.
+    responses={s: {"model": ErrorResponse} for s in (400, 401, 403, 404, 413, 429)},
 )
 
 
@@ -76,16 +77,21 @@ async def top_up(
 
 
 @router.post("/keys/{key_id}/revoke", response_model=KeyPublic)
-async def revoke(key_id: str, _: AdminDep, store: StoreDep, settings: SettingsDep) -> KeyPublic:
+async def revoke(
+    key_id: str, _: AdminDep, store: StoreDep, settings: SettingsDep, auth: AuthenticatorDep
+) -> KeyPublic:
     """Revoke a key; it gets 401 from then on (its ledger is kept)."""
     key = await run_in_threadpool(store.revoke, key_id)
+    auth.forget(key_id)
     return key_public(_found(key, key_id), settings)
 
 
 @router.delete("/keys/{key_id}", response_model=KeyPublic)
-async def delete_key(key_id: str, _: AdminDep, store: StoreDep, settings: SettingsDep) -> KeyPublic:
+async def delete_key(
+    key_id: str, _: AdminDep, store: StoreDep, settings: SettingsDep, auth: AuthenticatorDep
+) -> KeyPublic:
     """Same as revoke (keys are never erased: the ledger refers to them)."""
-    return await revoke(key_id, _, store, settings)
+    return await revoke(key_id, _, store, settings, auth)
 
 
 @router.get("/keys/{key_id}/usage", response_model=UsageResponse)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
-from vendor_service.deps import MetricsDep
+from vendor_service.deps import AuthenticatorDep, MetricsDep, SettingsDep, client_address
 from vendor_service.errors import ApiError
 
 router = APIRouter(tags=["health"])
@@ -27,7 +30,24 @@ def readyz(request: Request) -> dict[str, str]:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(metrics: MetricsDep) -> Response:
-    """Prometheus exposition text."""
+async def metrics(
+    request: Request,
+    metrics: MetricsDep,
+    settings: SettingsDep,
+    auth: AuthenticatorDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Prometheus exposition text; with ``VENDOR_METRICS_TOKEN`` set, only for that bearer."""
+    if settings.metrics_token is not None:
+        expected = "Bearer " + settings.metrics_token.get_secret_value()
+        given = authorization or ""
+        if not secrets.compare_digest(given.encode(), expected.encode()):
+            client = client_address(request.scope)
+            auth.check_blocked(client)
+            raise auth.failed(
+                request.app.state.rate_limits,
+                client,
+                ApiError(401, "unauthorized", "/metrics needs Authorization: Bearer <token>"),
+            )
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from shared_schemas import BudgetPublic, ErrorResponse, LedgerEntryPublic, UsageResponse
-from vendor_service.deps import KeyDep, StoreDep
+from vendor_service.deps import KeyDep, MetricsDep, SettingsDep, StoreDep
 from vendor_service.errors import ApiError
 from vendor_service.metering import Store, UsageSummary
+from vendor_service.ratelimit import retry_after_header
 
 router = APIRouter(prefix="/v1", tags=["usage"])
 
@@ -50,9 +51,31 @@ async def read_usage(store: Store, key_id: str, limit: int, cursor: str | None) 
     return usage_response(summary)
 
 
-@router.get("/usage", response_model=UsageResponse, responses={401: {"model": ErrorResponse}})
+@router.get(
+    "/usage",
+    response_model=UsageResponse,
+    responses={s: {"model": ErrorResponse} for s in (401, 429)},
+)
 async def own_usage(
-    key: KeyDep, store: StoreDep, limit: LimitQuery = 100, cursor: CursorQuery = None
+    request: Request,
+    key: KeyDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
 ) -> UsageResponse:
     """Your key's budget, charged totals per endpoint and ledger (newest first, paged)."""
+    # Its own bucket per key: reading the ledger is a database scan, so it is throttled, but
+    # apart from the embedding requests' limit (a slow key can still read its usage).
+    rl = settings.rate_limit
+    wait = request.app.state.rate_limits.take(f"usage:{key.id}", rl.usage_rps, rl.usage_burst)
+    if wait > 0:
+        metrics.throttled.labels("usage").inc()
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"GET /v1/usage is limited to {rl.usage_rps:g} requests/s (burst {rl.usage_burst})",
+            headers={"Retry-After": retry_after_header(wait)},
+        )
     return await read_usage(store, key.id, limit, cursor)
