@@ -24,6 +24,13 @@ from shared_schemas.keys import (
     KeyTopUpRequest,
 )
 from shared_schemas.models import ModelCard, ModelListResponse
+from shared_schemas.openai import (
+    Modality,
+    OpenAIEmbedding,
+    OpenAIEmbeddingRequest,
+    OpenAIEmbeddingResponse,
+    OpenAIUsage,
+)
 from shared_schemas.usage import (
     BudgetPublic,
     LedgerEntryPublic,
@@ -50,8 +57,13 @@ __all__ = [
     "KeyTopUpRequest",
     "LedgerEntryPublic",
     "LedgerStatus",
+    "Modality",
     "ModelCard",
     "ModelListResponse",
+    "OpenAIEmbedding",
+    "OpenAIEmbeddingRequest",
+    "OpenAIEmbeddingResponse",
+    "OpenAIUsage",
     "QueryUsage",
     "TextEmbeddingRequest",
     "UsageResponse",

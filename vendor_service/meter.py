@@ -12,6 +12,12 @@ asks it for a :class:`Charge` and uses that as an async context manager::
         return await charge.complete(response)  # stored for replays; refunded on any error
 
 Every outcome of the store becomes an HTTP answer here and nowhere else (:func:`refusal`).
+
+Both wire formats go through this one charge path: the native routes (``api="native"``) and
+the OpenAI-compatible ``POST /v1/embeddings`` (``api="openai"``). They differ only in what is
+stored for a replay and in the scope of an ``Idempotency-Key``: a key names one request *to
+one API*, so the same key sent to both is two requests (each charged once), and the OpenAI
+route's keys are recorded in the ledger as ``openai:<key>``.
 """
 
 from __future__ import annotations
@@ -19,15 +25,19 @@ from __future__ import annotations
 import hashlib
 import json
 from types import TracebackType
+from typing import Any, Literal
 
 from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from shared_schemas import BudgetPublic, EmbeddingEndpoint, EmbeddingResponse
+from shared_schemas import BudgetPublic, EmbeddingEndpoint
 from vendor_service.errors import ApiError
 from vendor_service.metering import ChargeOutcome, ChargeResult, Store
 from vendor_service.metrics import Metrics
+
+#: The wire format of a metered request: the native routes or the OpenAI-compatible one.
+WireApi = Literal["native", "openai"]
 
 
 class ClientDisconnected(Exception):
@@ -85,10 +95,14 @@ def refusal(result: ChargeResult, queries: int) -> ApiError:
     return ApiError(401, "invalid_key", "unknown or revoked API key")
 
 
-def _replay(result: ChargeResult) -> Replayed:
-    body = json.loads(result.stored_response or b"{}")
-    body["usage"] = {"queries": 0}
-    body["budget"] = {"limit": result.limit, "used": result.used, "remaining": result.remaining}
+def _replay(result: ChargeResult, api: WireApi) -> Replayed:
+    body: dict[str, Any] = json.loads(result.stored_response or b"{}")
+    # A replay charges nothing, and its usage says so in the format of its API.
+    if api == "openai":
+        body["usage"] = {"prompt_tokens": 0, "total_tokens": 0}
+    else:
+        body["usage"] = {"queries": 0}
+        body["budget"] = {"limit": result.limit, "used": result.used, "remaining": result.remaining}
     return Replayed(
         Response(
             json.dumps(body).encode(),
@@ -108,8 +122,10 @@ class Charge:
         queries: int,
         body_sha256: str,
         idempotency_key: str | None,
+        api: WireApi = "native",
     ) -> None:
         self._meter = meter
+        self.api = api
         self.endpoint = endpoint
         self.queries = queries
         self._body_sha256 = body_sha256
@@ -141,7 +157,7 @@ class Charge:
         if seen is None:
             return
         if seen.outcome is ChargeOutcome.REPLAY:
-            raise _replay(seen)
+            raise _replay(seen, self.api)
         raise refusal(seen, self.queries)
 
     async def check_budget(self) -> None:
@@ -176,13 +192,13 @@ class Charge:
             body_sha256=self._body_sha256,
         )
         if result.outcome is ChargeOutcome.REPLAY:
-            raise _replay(result)
+            raise _replay(result, self.api)
         if result.outcome is not ChargeOutcome.CHARGED:
             raise refusal(result, self.queries)
         self._result = result
         return self
 
-    async def complete(self, response: EmbeddingResponse) -> Response:
+    async def complete(self, response: BaseModel) -> Response:
         """Store the response (for replays), mark the charge done, and answer with it."""
         m = self._meter
         body = response.model_dump_json().encode()
@@ -249,8 +265,11 @@ class Meter:
         request: BaseModel,
         queries: int,
         idempotency_key: str | None,
+        api: WireApi = "native",
     ) -> Charge:
         """The charge for ``request`` (``queries`` items), not taken yet.
+
+        ``api`` is the wire format the request came in (see the module docstring).
 
         Raises:
             ApiError: 422 for an empty request or more items than one request may hold.
@@ -263,9 +282,12 @@ class Meter:
                 "too_many_items",
                 f"{queries} {endpoint} in one request; at most {self.max_items}",
             )
-        # The idempotency fingerprint of the request; unchanged format, so a retry after a
-        # restart or an upgrade still matches its stored answer.
-        body_sha256 = hashlib.sha256(
-            json.dumps([endpoint, request.model_dump()], sort_keys=True).encode()
-        ).hexdigest()
-        return Charge(self, endpoint, queries, body_sha256, idempotency_key)
+        # The idempotency fingerprint of the request; unchanged format for the native routes,
+        # so a retry after a restart or an upgrade still matches its stored answer.
+        parts: list[Any] = [endpoint, request.model_dump()]
+        if api != "native":
+            parts.insert(0, api)
+            if idempotency_key is not None:
+                idempotency_key = f"{api}:{idempotency_key}"
+        body_sha256 = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+        return Charge(self, endpoint, queries, body_sha256, idempotency_key, api)
