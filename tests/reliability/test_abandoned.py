@@ -2,7 +2,9 @@
 
 A real server (1 worker, vl2v-tiny) whose inference worker sleeps before each batch
 (``debug_delay_ms``), so one request is inside the model and the next one waits in the queue
-while their clients hang up (raw sockets, closed mid-request). Afterwards the ledger (SQLite,
+while their clients hang up (raw sockets, closed mid-request). The test paces itself on what
+the ledger shows (each request's charge), not on wall time, so a loaded machine only makes it
+slower. Afterwards the ledger (SQLite,
 read-only) and ``/metrics`` say what happened to each.
 """
 
@@ -21,7 +23,7 @@ from tests.helpers.vendor_process import VendorProcess, start_vendor
 from tests.reliability.conftest import LEVELS, Level, read_only, write_figures
 
 pytestmark = pytest.mark.slow
-DELAY_MS = 1500
+DELAY_MS = 3000
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +63,17 @@ def _ledger(vendor: VendorProcess, key_id: str) -> tuple[int, list[tuple[str, st
     return used, [tuple(r) for r in rows]
 
 
+def _wait_charged(vendor: VendorProcess, key_id: str, n: int, timeout: float = 30.0) -> float:
+    """Wait until the key has ``n`` charged rows in the ledger; the monotonic time then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, rows = _ledger(vendor, key_id)
+        if sum(r[1] == "charged" for r in rows) >= n:
+            return time.monotonic()
+        time.sleep(0.02)
+    raise AssertionError(f"{n} charges not seen within {timeout:.0f} s")
+
+
 @pytest.mark.parametrize("level", LEVELS)
 def test_a_client_that_hangs_up_is_refunded_and_its_queued_job_dropped(
     vendor: VendorProcess, level: Level
@@ -76,12 +89,18 @@ def test_a_client_that_hangs_up_is_refunded_and_its_queued_job_dropped(
     batches_before = _metric(before, "vendor_batch_size_count", 'kind="texts"')
 
     running = _send(vendor, key, "inside the model", f"{level.name}-running")
-    time.sleep(0.4 * DELAY_MS / 1000)  # the worker took it and sleeps in its batch
+    first_charged = _wait_charged(vendor, key_id, 1)
+    # The worker waits on its queue, so it takes the job as soon as it is submitted (right
+    # after the charge): a little later the job sleeps in its batch for DELAY_MS.
+    time.sleep(0.2)
     queued = _send(vendor, key, "waiting in the queue", f"{level.name}-queued")
-    time.sleep(0.2 * DELAY_MS / 1000)
+    _wait_charged(vendor, key_id, 2)
     charged_while_waiting, _ = _ledger(vendor, key_id)
     queued.close()  # both clients hang up before their answers exist
     running.close()
+    hung_up_after_s = time.monotonic() - first_charged
+    # The premise: the hang-ups came while the first job was still inside the model.
+    assert hung_up_after_s < 0.8 * DELAY_MS / 1000, f"too slow to test: {hung_up_after_s:.1f} s"
 
     deadline = time.monotonic() + 3 * DELAY_MS / 1000 + 10
     while time.monotonic() < deadline:
@@ -110,6 +129,7 @@ def test_a_client_that_hangs_up_is_refunded_and_its_queued_job_dropped(
         level,
         {
             "charged_while_waiting": charged_while_waiting,
+            "hung_up_after_first_charge_s": round(hung_up_after_s, 2),
             "used_after_hang_up": used,
             "ledger": [list(r) for r in rows],
             "abandoned_queued": queued_n,
