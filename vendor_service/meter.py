@@ -4,12 +4,16 @@ A :class:`Meter` is the last link of the dependency chain (key -> account -> bud
 asks it for a :class:`Charge` and uses that as an async context manager::
 
     charge = meter.charge(TEXTS, body, len(body.texts), idempotency_key)
-    await charge.check_idempotency_key()   # a finished retry is answered here, for free
-    await charge.check_budget()            # 402 before decoding what cannot be charged
-    inputs = ...                           # decode / tokenize: invalid input charges nothing
-    async with charge:                     # charged all-or-nothing on entry
+    inputs = await charge.admit(decode)    # one threadpool hop: authenticate, rate-limit,
+                                           # answer a finished retry (free), 402 before
+                                           # decoding, decode (invalid input charges
+                                           # nothing), charge all-or-nothing
+    async with charge:                     # refunded on any error from here on
         vectors = ...
-        return await charge.complete(response)  # stored for replays; refunded on any error
+        return await charge.complete(response)  # stored for replays
+
+(``check_idempotency_key``, ``check_budget`` and a charge on entering ``async with`` are the
+same steps one at a time, for callers that hold a key id already.)
 
 Every outcome of the store becomes an HTTP answer here and nowhere else (:func:`refusal`).
 
@@ -24,8 +28,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi.responses import Response
 from pydantic import BaseModel
@@ -33,8 +38,10 @@ from starlette.concurrency import run_in_threadpool
 
 from shared_schemas import BudgetPublic, EmbeddingEndpoint
 from vendor_service.errors import ApiError
-from vendor_service.metering import ChargeOutcome, ChargeResult, Store
+from vendor_service.metering import ChargeOutcome, ChargeResult, KeyRecord, Store
 from vendor_service.metrics import Metrics
+
+T = TypeVar("T")
 
 #: The wire format of a metered request: the native routes or the OpenAI-compatible one.
 WireApi = Literal["native", "openai"]
@@ -141,36 +148,23 @@ class Charge:
         r = self._result
         return BudgetPublic(limit=r.limit, used=r.used, remaining=r.remaining)
 
-    async def check_idempotency_key(self) -> None:
-        """Cheap early answer for a retry, before its inputs are decoded.
+    # -- the blocking steps; :meth:`admit` runs them in one threadpool hop -------------------
 
-        Raises:
-            Replayed: the same key and body finished before.
-            ApiError: the key is in flight (409) or was used with another body (422).
-        """
+    def _lookup_idempotency_key(self) -> None:
         if self._idem_key is None:
             return
         m = self._meter
-        seen = await run_in_threadpool(
-            m.store.lookup_idempotent, m.key_id, self._idem_key, self._body_sha256
-        )
+        seen = m.store.lookup_idempotent(m.account_id, self._idem_key, self._body_sha256)
         if seen is None:
             return
         if seen.outcome is ChargeOutcome.REPLAY:
             raise _replay(seen, self.api)
         raise refusal(seen, self.queries)
 
-    async def check_budget(self) -> None:
-        """Cheap refusal before the inputs are decoded: the key's budget against the item count.
-
-        Read from the store (not a cache), so a top-up is seen at once; the charge itself
-        re-checks atomically, this only saves decoding a request that cannot be charged.
-
-        Raises:
-            ApiError: 401 for a revoked or deleted key, 402 when the items do not fit.
-        """
+    def _check_budget(self) -> None:
         m = self._meter
-        key = await run_in_threadpool(m.store.get_key, m.key_id)
+        # The record the meter authenticated with in this hop is as fresh as a second read.
+        key = m.key if m.key is not None else m.store.get_key(m.account_id)
         if key is None or key.revoked:
             raise ApiError(401, "invalid_key", "unknown or revoked API key")
         if key.used + self.queries > key.limit:
@@ -178,12 +172,10 @@ class Charge:
                 ChargeResult(ChargeOutcome.INSUFFICIENT, key.limit, key.used), self.queries
             )
 
-    async def __aenter__(self) -> Charge:  # noqa: PYI034
-        """Charge all-or-nothing (one atomic conditional update); the store re-checks the key."""
+    def _take(self) -> None:
         m = self._meter
-        result = await run_in_threadpool(
-            m.store.charge,
-            m.key_id,
+        result = m.store.charge(
+            m.account_id,
             self.queries,
             request_id=m.request_id,
             endpoint=self.endpoint,
@@ -196,13 +188,72 @@ class Charge:
         if result.outcome is not ChargeOutcome.CHARGED:
             raise refusal(result, self.queries)
         self._result = result
+
+    def _admit(self, prepare: Callable[[], T]) -> T:
+        self._meter.authenticate()
+        self._lookup_idempotency_key()
+        self._check_budget()
+        inputs = prepare()
+        self._take()
+        return inputs
+
+    async def admit(self, prepare: Callable[[], T]) -> T:
+        """Everything before inference, in one threadpool hop; returns ``prepare()``.
+
+        In order: authenticate and rate-limit the key (for a meter built from a token), answer
+        a finished retry for free, refuse what the budget cannot cover (402 before any
+        decoding), run ``prepare`` (decode / tokenize: invalid input charges nothing), and
+        charge all-or-nothing. Then ``async with charge`` enters without another store call.
+
+        Raises:
+            Replayed: a finished retry (same key and body).
+            ApiError: 401/429 for the key, 409/422 for its idempotency key, 402, or what
+                ``prepare`` refuses.
+        """
+        try:
+            return await run_in_threadpool(self._admit, prepare)
+        except BaseException:
+            # A cancellation waits for the thread (anyio does not abandon it), so a charge it
+            # made is seen here and undone: no request is left charged without its context.
+            if self._result is not None and not self._completed:
+                self._meter.store.refund(self._meter.account_id, self._meter.request_id)
+                self._result = None
+            raise
+
+    async def check_idempotency_key(self) -> None:
+        """Cheap early answer for a retry, before its inputs are decoded.
+
+        Raises:
+            Replayed: the same key and body finished before.
+            ApiError: the key is in flight (409) or was used with another body (422).
+        """
+        await run_in_threadpool(self._lookup_idempotency_key)
+
+    async def check_budget(self) -> None:
+        """Cheap refusal before the inputs are decoded: the key's budget against the item count.
+
+        Read from the store (not a cache), so a top-up is seen at once; the charge itself
+        re-checks atomically, this only saves decoding a request that cannot be charged.
+
+        Raises:
+            ApiError: 401 for a revoked or deleted key, 402 when the items do not fit.
+        """
+        await run_in_threadpool(self._check_budget)
+
+    async def __aenter__(self) -> Charge:  # noqa: PYI034
+        """Charge all-or-nothing (one atomic conditional update); the store re-checks the key.
+
+        After :meth:`admit` the charge is taken already and nothing is awaited here.
+        """
+        if self._result is None:
+            await run_in_threadpool(self._take)
         return self
 
     async def complete(self, response: BaseModel) -> Response:
         """Store the response (for replays), mark the charge done, and answer with it."""
         m = self._meter
         body = response.model_dump_json().encode()
-        await run_in_threadpool(m.store.complete, m.key_id, m.request_id, body)
+        await run_in_threadpool(m.store.complete, m.account_id, m.request_id, body)
         self._completed = True
         m.metrics.queries_charged.labels(self.endpoint).inc(self.queries)
         return Response(
@@ -222,11 +273,11 @@ class Charge:
         # The client gets no embeddings, so it pays nothing.
         m = self._meter
         if isinstance(exc, Exception):
-            await run_in_threadpool(m.store.refund, m.key_id, m.request_id)
+            await run_in_threadpool(m.store.refund, m.account_id, m.request_id)
         else:
             # Cancellation or shutdown: a blocking call on purpose, it must run even while
             # this task is being cancelled (an await could be cancelled again).
-            m.store.refund(m.key_id, m.request_id)
+            m.store.refund(m.account_id, m.request_id)
         if exc is None:
             raise RuntimeError("a charge was left without complete(); it was refunded")
         if isinstance(exc, ClientDisconnected):
@@ -240,24 +291,48 @@ class Charge:
 
 
 class Meter:
-    """Charges the caller's budget for one request (the last link of the dependency chain)."""
+    """Charges the caller's budget for one request (the last link of the dependency chain).
+
+    Built either for a known key (``key_id``) or from the request's credentials (``account``:
+    a blocking call that authenticates and rate-limits the key, run by :meth:`Charge.admit`
+    in the same threadpool hop as the request's decoding and charge).
+    """
 
     def __init__(
         self,
         *,
-        key_id: str,
+        key_id: str | None,
         store: Store,
         owner: str,
         request_id: str,
         metrics: Metrics,
         max_items: int,
+        account: Callable[[], KeyRecord] | None = None,
     ) -> None:
+        if key_id is None and account is None:
+            raise ValueError("a meter needs a key id or an account to authenticate")
         self.key_id = key_id
+        self._account = account
+        #: The key's record as authenticated by ``account`` (None for a meter of a key id).
+        self.key: KeyRecord | None = None
         self.store = store
         self.owner = owner
         self.request_id = request_id
         self.metrics = metrics
         self.max_items = max_items
+
+    @property
+    def account_id(self) -> str:
+        """The key id the charges go to (after :meth:`authenticate`)."""
+        if self.key_id is None:
+            raise RuntimeError("the meter has not authenticated its key yet")
+        return self.key_id
+
+    def authenticate(self) -> None:
+        """Authenticate and rate-limit the key once (blocking; no-op for a known key id)."""
+        if self.key_id is None and self._account is not None:
+            self.key = self._account()
+            self.key_id = self.key.id
 
     def charge(
         self,

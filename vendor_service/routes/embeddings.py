@@ -19,7 +19,6 @@ import torch
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive
 
 from shared_schemas import (
@@ -66,14 +65,6 @@ IdempotencyKey = Annotated[
 _ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorResponse} for s in (400, 401, 402, 409, 413, 422, 429, 500, 503)
 }
-
-
-async def _decoded(prepare: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
-    """Decode or tokenize off the event loop; invalid input is a 4xx and charges nothing."""
-    try:
-        return await run_in_threadpool(prepare, *args)
-    except InputError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -154,9 +145,14 @@ async def metered_embeddings(
         render: the response body in the route's wire format, from the embeddings.
         field: the request's name for ``items``, in error messages.
     """
-    await charge.check_idempotency_key()
-    await charge.check_budget()
-    inputs = await _decoded(_prepare, charge.endpoint, items, model, settings, field)
+
+    def prepare() -> torch.Tensor:
+        try:
+            return _prepare(charge.endpoint, items, model, settings, field)
+        except InputError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+
+    inputs = await charge.admit(prepare)  # one hop: key, budget, decode, charge
     async with charge:
         vectors = await embed_unless_abandoned(
             batcher, request.receive, charge.endpoint, inputs, normalize
