@@ -154,6 +154,7 @@ class Charge:
         if self._idem_key is None:
             return
         m = self._meter
+        m.authenticate()
         seen = m.store.lookup_idempotent(m.account_id, self._idem_key, self._body_sha256)
         if seen is None:
             return
@@ -163,6 +164,7 @@ class Charge:
 
     def _check_budget(self) -> None:
         m = self._meter
+        m.authenticate()
         # The record the meter authenticated with in this hop is as fresh as a second read.
         key = m.key if m.key is not None else m.store.get_key(m.account_id)
         if key is None or key.revoked:
@@ -174,6 +176,7 @@ class Charge:
 
     def _take(self) -> None:
         m = self._meter
+        m.authenticate()  # a no-op once done (each step may be the first one called)
         result = m.store.charge(
             m.account_id,
             self.queries,
