@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from client_distiller.progress import progress_bar
+from student_runtime import images as _runtime_images
 
 log = logging.getLogger(__name__)
 
 #: File suffixes read as images; anything else (README, .DS_Store, ...) is ignored silently.
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
-)
+IMAGE_SUFFIXES = _runtime_images.IMAGE_SUFFIXES
 
 
 class DatasetError(ValueError):
@@ -56,45 +53,11 @@ def class_name_to_text(name: str) -> str:
     return name.replace("_", " ").strip()
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB.
-
-    Transparency is composited on white (a transparent background would otherwise turn black
-    and change the class evidence); 16-bit and 32-bit integer images are scaled to 8 bits
-    instead of clipped; float images in [0, 1] are scaled to [0, 255].
-    """
-    mode = image.mode
-    if mode == "RGB":
-        return image
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        arr = np.asarray(image, dtype=np.float64)
-        if mode == "F" and arr.size and float(np.nanmax(arr)) <= 1.0:
-            arr = arr * 255.0
-        elif mode != "F" and arr.size and float(arr.max()) > 255:
-            arr = arr / 257.0  # 16-bit full range -> 8-bit
-        arr = np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8)
-        return Image.fromarray(arr, mode="L").convert("RGB")
-    if (mode == "P" and "transparency" in image.info) or mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def read_image(path: str | Path) -> Image.Image:
-    """Open an image file as an RGB image, fully decoded (first frame of animations).
-
-    Raises:
-        OSError, ValueError, Image.DecompressionBombError: the file is not a readable image.
-    """
-    with warnings.catch_warnings():
-        # Pillow warns on odd-but-readable files (e.g. palette with transparency bytes).
-        warnings.simplefilter("ignore")
-        with Image.open(path) as im:
-            im.seek(0)
-            im.load()
-            im = ImageOps.exif_transpose(im) or im
-            return to_rgb(im).copy()
+# One decoder for training, evaluation and the deployed student: the runtime's (numpy and
+# Pillow only), so a student sees at deployment exactly the pixels it was trained on.
+# ``read_image`` raises ``UnreadableImageError`` (a ValueError) for anything not an image.
+to_rgb = _runtime_images.to_rgb
+read_image = _runtime_images.read_image
 
 
 @dataclass
@@ -170,7 +133,10 @@ class DomainFolder:
             data = path.read_bytes()
             if self.verify:
                 read_image(path)
-        except Exception as exc:  # noqa: BLE001 - any decoder failure means "skip this file"
+        except _runtime_images.UnreadableImageError as exc:
+            self.skipped.append(SkippedFile(path, exc.reason))
+            return
+        except OSError as exc:  # the file itself cannot be read
             self.skipped.append(SkippedFile(path, f"{type(exc).__name__}: {exc}"))
             return
         rel = path.relative_to(self.root).as_posix().encode("utf-8")
