@@ -20,7 +20,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from shared_schemas import EmbeddingEndpoint, ModelCard, UsageResponse
+from client_distiller.teacher.wire import encode_image
+from shared_schemas import IMAGES, TEXTS, EmbeddingEndpoint, ModelCard, UsageResponse
 
 
 @runtime_checkable
@@ -79,6 +80,42 @@ class MeteredTeacher(Protocol):
     def usage(self) -> UsageResponse | None:
         """The key's budget and totals (free to ask); None when the server has no usage API."""
         ...
+
+
+class WireEncoding:
+    """``Teacher``'s two methods for a ``PayloadTeacher``: encode as the wire does, then embed.
+
+    Images are resized to the card's input size and PNG-encoded (``wire.encode_image``), so
+    every teacher sends, caches and embeds the same bytes for the same view.
+    """
+
+    card: ModelCard
+
+    def embed_payloads(
+        self,
+        endpoint: EmbeddingEndpoint,
+        payloads: Sequence[bytes] | Sequence[str],
+        *,
+        before_chunk: BeforeChunk | None = None,
+        on_chunk: OnChunk | None = None,
+    ) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def embed_images(self, images: Sequence[Image.Image], *, purpose: str = "images") -> np.ndarray:
+        """Resize, PNG-encode and embed images (uncached; see ``CachedTeacher``)."""
+        size = self.card.image_size
+        return self._or_empty(
+            self.embed_payloads(IMAGES, [encode_image(im, size) for im in images])
+        )
+
+    def embed_texts(self, texts: Sequence[str], *, purpose: str = "texts") -> np.ndarray:
+        """Embed texts (uncached; see ``CachedTeacher``)."""
+        return self._or_empty(self.embed_payloads(TEXTS, list(texts)))
+
+    def _or_empty(self, arr: np.ndarray | None) -> np.ndarray:
+        if arr is None:
+            return np.zeros((0, self.card.embed_dim), dtype=np.float32)
+        return arr
 
 
 @dataclass(frozen=True)

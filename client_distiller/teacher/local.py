@@ -10,8 +10,13 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from client_distiller.teacher.base import BeforeChunk, ChunkResult, OnChunk, run_chunks
-from client_distiller.teacher.wire import encode_image
+from client_distiller.teacher.base import (
+    BeforeChunk,
+    ChunkResult,
+    OnChunk,
+    WireEncoding,
+    run_chunks,
+)
 from model_io import TINY_MODEL, load_open_clip
 from shared_schemas import IMAGES, TEXTS, ModelCard
 
@@ -19,7 +24,7 @@ from shared_schemas import IMAGES, TEXTS, ModelCard
 LOCAL_BATCH = 64
 
 
-class LocalTeacher:
+class LocalTeacher(WireEncoding):
     """open_clip in process, with the same interface (and the same wire bytes) as the vendor.
 
     Images go through exactly the bytes the remote teacher would send (resize + PNG), so a cache
@@ -58,17 +63,6 @@ class LocalTeacher:
             max_items_per_request=LOCAL_BATCH,
             max_request_bytes=1 << 30,
         )
-
-    def embed_images(self, images: Sequence[Image.Image], *, purpose: str = "images") -> np.ndarray:
-        """Embed images exactly as the vendor would receive them (resize + PNG round trip)."""
-        payloads = [encode_image(im, self.card.image_size) for im in images]
-        out = self.embed_payloads(IMAGES, payloads)
-        return out if out is not None else np.zeros((0, self.card.embed_dim), np.float32)
-
-    def embed_texts(self, texts: Sequence[str], *, purpose: str = "texts") -> np.ndarray:
-        """Embed texts."""
-        out = self.embed_payloads(TEXTS, list(texts))
-        return out if out is not None else np.zeros((0, self.card.embed_dim), np.float32)
 
     def embed_payloads(
         self,

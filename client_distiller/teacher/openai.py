@@ -29,13 +29,18 @@ from typing import Any
 
 import httpx
 import numpy as np
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from client_distiller.teacher.base import BeforeChunk, ChunkResult, OnChunk, run_chunks
+from client_distiller.teacher.base import (
+    BeforeChunk,
+    ChunkResult,
+    OnChunk,
+    WireEncoding,
+    run_chunks,
+)
 from client_distiller.teacher.errors import TeacherError, VendorError
 from client_distiller.teacher.http import HttpTeacherBase, header_int
-from client_distiller.teacher.wire import chunk_idempotency_key, encode_image, encode_text
+from client_distiller.teacher.wire import chunk_idempotency_key, encode_text
 from shared_schemas import IMAGES, TEXTS, EmbeddingEndpoint, ModelCard, UsageResponse
 
 #: The OpenAI CLIP preprocessing, the default mean/std when a card does not state them (the
@@ -127,7 +132,7 @@ def _decode(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.float32)
 
 
-class OpenAITeacher(HttpTeacherBase):
+class OpenAITeacher(HttpTeacherBase, WireEncoding):
     """Teacher behind an OpenAI-compatible ``/embeddings`` route (this vendor's, Infinity's...).
 
     Args:
@@ -261,22 +266,6 @@ class OpenAITeacher(HttpTeacherBase):
             return None
 
     # -- protocol ----------------------------------------------------------------------------
-
-    def embed_images(self, images: Sequence[Image.Image], *, purpose: str = "images") -> np.ndarray:
-        """Resize, PNG-encode and embed images (uncached; see ``CachedTeacher``)."""
-        size = self.card.image_size
-        return self._or_empty(
-            self.embed_payloads(IMAGES, [encode_image(im, size) for im in images])
-        )
-
-    def embed_texts(self, texts: Sequence[str], *, purpose: str = "texts") -> np.ndarray:
-        """Embed texts (uncached; see ``CachedTeacher``)."""
-        return self._or_empty(self.embed_payloads(TEXTS, list(texts)))
-
-    def _or_empty(self, arr: np.ndarray | None) -> np.ndarray:
-        if arr is None:
-            return np.zeros((0, self.card.embed_dim), dtype=np.float32)
-        return arr
 
     def embed_payloads(
         self,

@@ -8,12 +8,17 @@ from collections.abc import Callable, Sequence
 
 import httpx
 import numpy as np
-from PIL import Image
 
-from client_distiller.teacher.base import BeforeChunk, ChunkResult, OnChunk, run_chunks
+from client_distiller.teacher.base import (
+    BeforeChunk,
+    ChunkResult,
+    OnChunk,
+    WireEncoding,
+    run_chunks,
+)
 from client_distiller.teacher.errors import VendorError
 from client_distiller.teacher.http import HttpTeacherBase
-from client_distiller.teacher.wire import chunk_idempotency_key, encode_image, encode_text
+from client_distiller.teacher.wire import chunk_idempotency_key, encode_text
 from shared_schemas import (
     IMAGES,
     TEXTS,
@@ -28,7 +33,7 @@ from shared_schemas import (
 )
 
 
-class RemoteTeacher(HttpTeacherBase):
+class RemoteTeacher(HttpTeacherBase, WireEncoding):
     """Teacher behind the vendor's API (``/v1/models``, ``/v1/embeddings/{images,texts}``).
 
     The injected client carries the base URL and the transport, so tests can pass a client on
@@ -99,21 +104,6 @@ class RemoteTeacher(HttpTeacherBase):
         return UsageResponse.model_validate(resp.json())
 
     # -- protocol ----------------------------------------------------------------------------
-
-    def embed_images(self, images: Sequence[Image.Image], *, purpose: str = "images") -> np.ndarray:
-        """Resize, PNG-encode and embed images (uncached; see ``CachedTeacher``)."""
-        size = self.card.image_size
-        payloads = [encode_image(im, size) for im in images]
-        return self._or_empty(self.embed_payloads(IMAGES, payloads))
-
-    def embed_texts(self, texts: Sequence[str], *, purpose: str = "texts") -> np.ndarray:
-        """Embed texts (uncached; see ``CachedTeacher``)."""
-        return self._or_empty(self.embed_payloads(TEXTS, list(texts)))
-
-    def _or_empty(self, arr: np.ndarray | None) -> np.ndarray:
-        if arr is None:
-            return np.zeros((0, self.card.embed_dim), dtype=np.float32)
-        return arr
 
     # -- chunks ------------------------------------------------------------------------------
 
