@@ -240,3 +240,30 @@ def test_bin_counts_count_charged_rows_in_their_bin() -> None:
         _row(8, (t0 + timedelta(minutes=30)).replace(tzinfo=None), 64),  # naive: UTC
     ]
     assert bin_counts(rows, starts, timedelta(hours=1)) == [1 + 2 + 64, 4, 16 + 32]
+
+
+# -- the API's throttles hold on the dashboard too --------------------------------------------
+
+
+def test_wrong_tokens_on_the_dashboard_are_throttled_like_the_api(make_api) -> None:
+    with make_api(rate_limit={"failed_auth_rps": 0.01, "failed_auth_burst": 5}) as api:
+        statuses = [
+            api.client.get(USAGE, headers={"Authorization": f"Bearer vk_wrong{i}"}).status_code
+            for i in range(8)
+        ]
+        assert statuses == [401] * 5 + [429] * 3
+        # one count per address, whichever route the guesses came through
+        r = api.client.get("/v1/usage", headers={"Authorization": "Bearer vk_other"})
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        assert api.client.get(USAGE, headers=ADMIN_H).status_code == 200  # the admin is not
+
+
+def test_dashboard_reads_share_the_usage_bucket_of_their_key(make_api) -> None:
+    with make_api(rate_limit={"usage_rps": 0.01, "usage_burst": 3}) as api:
+        _, h, _ = api.new_key(100)
+        got = [api.client.get(USAGE, headers=h).status_code for _ in range(2)]
+        got.append(api.client.get("/v1/usage", headers=h).status_code)
+        got.append(api.client.get(USAGE, headers=h).status_code)
+        assert got == [200, 200, 200, 429]
+        _, h2, _ = api.new_key(100)
+        assert api.client.get(USAGE, headers=h2).status_code == 200  # per key

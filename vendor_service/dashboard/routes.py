@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.resources import files
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from shared_schemas import ErrorResponse
 from vendor_service.dashboard.schemas import DashboardKey, DashboardResponse, Period
 from vendor_service.dashboard.summary import PERIODS, bin_starts, key_usage
-from vendor_service.deps import SettingsDep, StoreDep, TokenDep
+from vendor_service.deps import (
+    AuthenticatorDep,
+    MetricsDep,
+    SettingsDep,
+    StoreDep,
+    TokenDep,
+    is_admin_token,
+)
 from vendor_service.errors import ApiError
 from vendor_service.metering import KeyRecord, Store
 from vendor_service.routes.admin import key_public
+from vendor_service.routes.usage import throttle_usage_read
 from vendor_service.settings import VendorSettings
 
 router = APIRouter(tags=["dashboard"])
@@ -54,14 +61,23 @@ class Viewer:
         return self.key is None
 
 
-async def viewer(token: TokenDep, settings: SettingsDep, store: StoreDep) -> Viewer:
-    """The admin token, or a valid (not revoked) API key; 401 for anything else."""
-    expected = settings.admin_token.get_secret_value() if settings.admin_token else None
-    if expected and secrets.compare_digest(token.encode(), expected.encode()):
+async def viewer(
+    request: Request,
+    token: TokenDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    auth: AuthenticatorDep,
+    metrics: MetricsDep,
+) -> Viewer:
+    """The admin token, or a valid (not revoked) API key; 401 for anything else.
+
+    A key goes through the API's own authentication (failed attempts counted per address and
+    throttled with 429, as on ``/v1/*``) and its usage reads share ``/v1/usage``'s bucket.
+    """
+    if is_admin_token(settings, token):
         return Viewer(None)
-    key = await run_in_threadpool(store.authenticate, token)
-    if key is None or key.revoked:
-        raise ApiError(401, "invalid_key", "unknown or revoked API key (or wrong admin token)")
+    key = await auth.key(request.scope, token, store, request.app.state.rate_limits)
+    throttle_usage_read(request, key.id, settings, metrics)
     return Viewer(key)
 
 
@@ -100,7 +116,7 @@ async def dashboard_asset(name: str) -> Response:
 @router.get(
     "/dashboard/api/usage",
     response_model=DashboardResponse,
-    responses={s: {"model": ErrorResponse} for s in (401, 403, 404)},
+    responses={s: {"model": ErrorResponse} for s in (401, 403, 404, 429)},
 )
 async def dashboard_usage(
     who: ViewerDep,

@@ -11,7 +11,9 @@ from shared_schemas import BudgetPublic, ErrorResponse, LedgerEntryPublic, Usage
 from vendor_service.deps import KeyDep, MetricsDep, SettingsDep, StoreDep
 from vendor_service.errors import ApiError
 from vendor_service.metering import Store, UsageSummary
+from vendor_service.metrics import Metrics
 from vendor_service.ratelimit import retry_after_header
+from vendor_service.settings import VendorSettings
 
 router = APIRouter(prefix="/v1", tags=["usage"])
 
@@ -19,6 +21,26 @@ LimitQuery = Annotated[int, Query(ge=1, le=1000, description="Ledger rows per pa
 CursorQuery = Annotated[
     str | None, Query(pattern=r"^[0-9]{1,18}$", description="`next_cursor` of the last page.")
 ]
+
+
+def throttle_usage_read(
+    request: Request, key_id: str, settings: VendorSettings, metrics: Metrics
+) -> None:
+    """429 once ``key_id`` reads its usage (here or on the dashboard) too often.
+
+    Its own bucket per key: reading the ledger is a database scan, so it is throttled, but
+    apart from the embedding requests' limit (a slow key can still read its usage).
+    """
+    rl = settings.rate_limit
+    wait = request.app.state.rate_limits.take(f"usage:{key_id}", rl.usage_rps, rl.usage_burst)
+    if wait > 0:
+        metrics.throttled.labels("usage").inc()
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"usage reads are limited to {rl.usage_rps:g} requests/s (burst {rl.usage_burst})",
+            headers={"Retry-After": retry_after_header(wait)},
+        )
 
 
 def usage_response(summary: UsageSummary) -> UsageResponse:
@@ -66,16 +88,5 @@ async def own_usage(
     cursor: CursorQuery = None,
 ) -> UsageResponse:
     """Your key's budget, charged totals per endpoint and ledger (newest first, paged)."""
-    # Its own bucket per key: reading the ledger is a database scan, so it is throttled, but
-    # apart from the embedding requests' limit (a slow key can still read its usage).
-    rl = settings.rate_limit
-    wait = request.app.state.rate_limits.take(f"usage:{key.id}", rl.usage_rps, rl.usage_burst)
-    if wait > 0:
-        metrics.throttled.labels("usage").inc()
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"GET /v1/usage is limited to {rl.usage_rps:g} requests/s (burst {rl.usage_burst})",
-            headers={"Retry-After": retry_after_header(wait)},
-        )
+    throttle_usage_read(request, key.id, settings, metrics)
     return await read_usage(store, key.id, limit, cursor)
