@@ -134,7 +134,8 @@ def test_a_closed_pipe_is_quiet(tmp_path):
     )  # fmt: skip
     assert proc.stdout.read(10)  # `| head -c 10`
     proc.stdout.close()
-    stderr = proc.stderr.read().decode()
+    with proc.stderr:
+        stderr = proc.stderr.read().decode()
     assert proc.wait(60) == 1
     assert stderr == "", stderr
 
