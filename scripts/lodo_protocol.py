@@ -234,15 +234,9 @@ def control_jobs(root: Path, plan: Plan, target: str) -> list[Job]:
     experiment runner trains only teacher-reading algorithms on online views (an ERM run with
     ``--views online`` records nothing)."""
     chosen = selection(root, plan, strict=False)
-    return (
-        [Job("kd", target, 0, chosen[("kd", target)], views="online")]
-        if (
-            "kd",
-            target,
-        )
-        in chosen
-        else []
-    )
+    if ("kd", target) not in chosen:
+        return []
+    return [Job("kd", target, 0, chosen[("kd", target)], views="online")]
 
 
 def sweep_jobs(root: Path, plan: Plan) -> list[Job]:
@@ -352,14 +346,14 @@ def report(root: Path, publish: Path, plan: Plan) -> None:
                 cells.append(f"{100 * _val(r):.1f} / {100 * r['ood_acc']:.1f}{mark}")
             if any(c != "-" for c in cells):
                 lines.append(f"| {a} | {lr:g} | " + " | ".join(cells) + " |")
-    ablated = [
-        (t, label, job.record(root))
-        for t in TARGETS
-        if ("adip", t) in chosen
-        for (extra, _), job in zip(ABLATIONS, ablation_jobs(root, plan, t), strict=True)
-        for label in [" ".join(extra)]
-    ]
-    ablated = [(t, label, r) for t, label, r in ablated if r is not None]
+    ablated = []
+    for t in TARGETS:
+        if ("adip", t) not in chosen:
+            continue
+        for (extra, _), job in zip(ABLATIONS, ablation_jobs(root, plan, t), strict=True):
+            record = job.record(root)
+            if record is not None:
+                ablated.append((t, " ".join(extra), record))
     if ablated:
         lines += [
             "",
